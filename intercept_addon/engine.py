@@ -1,0 +1,247 @@
+"""The rule engine: decide one tools/call. Knows nothing of HTTP or mitmproxy.
+
+Order of evaluation for a call to tool T:
+1. T hidden (``hide``) -> denied as an unknown tool.
+2. ``default: deny`` and no exact or glob key matches T -> denied.
+3. Every key that matches T contributes its rules, and ALL of them must pass, in precedence
+   order: the exact key, then matching globs (most literal characters first, then file order),
+   then ``"*"``. Nothing shadows a less specific restriction, so a glob can carry a budget
+   shared by several tools. The first failing rule gives the decision and its message.
+4. Counters of all those rules are reserved in one atomic step; a counter that would pass its
+   limit denies the call with the seconds until it would fit (retry_after).
+The caller commits the reservation when upstream answered with a result and rolls it back
+otherwise, so failed or denied calls never consume quota.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from .conditions import CompiledCondition, resolve, split_path, to_decimal
+from .policy import (
+    CALENDAR_WINDOWS,
+    GLOBAL_NAMESPACE,
+    Policy,
+    RateLimit,
+    Rule,
+    is_glob,
+    is_number,
+    namespace_of,
+    parse_rate_shorthand,
+    split_state_path,
+)
+from .state import CounterRequest, Reservation, Store, StoreError, Window, format_retry
+
+DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error"]
+MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cache
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    session: str
+    tool: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    tool: str
+    kind: DecisionKind
+    rule: str | None = None
+    message: str | None = None
+    retry_after: int | None = None
+    reservation: Reservation | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSpec:
+    namespace: str
+    name: str
+    scope: str
+    window: Window
+    increment: Decimal | tuple[str, ...]  # fixed amount, or the argument path to read it from
+    limit_op: Literal["lt", "lte"] | None
+    limit: Decimal | None
+    describe: str  # e.g. "30 calls per 60 s"
+
+    def key(self, call: Call) -> str:
+        # \x1f cannot appear in YAML-authored names; it keeps the parts apart unambiguously.
+        part = call.session if self.scope == "session" else ""
+        return f"{self.namespace}\x1f{self.name}\x1f{part}"
+
+    def amount(self, call: Call) -> Decimal | None:
+        if isinstance(self.increment, Decimal):
+            return self.increment
+        value = resolve(call.arguments, self.increment)
+        if not is_number(value) or to_decimal(value) < 0:
+            return None  # a negative amount would refund a spend cap: refuse it
+        return to_decimal(value)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    key: str
+    name: str
+    action: str
+    message: str | None
+    checks: tuple[CompiledCondition, ...]  # on arguments, and on counters other than the limit
+    counter: CounterSpec | None
+
+
+def _window_words(window: Window) -> str:
+    for word, secs in CALENDAR_WINDOWS.items():
+        if window.kind == "calendar" and secs == window.seconds:
+            return f"per {word}"
+    return f"per {window.seconds} s"
+
+
+def _counter_of(key: str, rule: Rule) -> tuple[CounterSpec | None, set[int]]:
+    """The rule's counter and the indexes of the conditions that are its limit."""
+    name = rule.counter
+    if name is None:
+        return None, set()
+    ns = namespace_of(key, rule)
+    scope = rule.effective_scope
+    if isinstance(rule.rate_limit, str):
+        count, word = parse_rate_shorthand(rule.rate_limit)
+        window = Window("calendar", CALENDAR_WINDOWS[word])
+        return CounterSpec(ns, name, scope, window, Decimal(1), "lte", Decimal(count),
+                           f"{count} calls {_window_words(window)}"), set()
+    if isinstance(rule.rate_limit, RateLimit):
+        window = Window("sliding", rule.rate_limit.seconds)
+        return CounterSpec(ns, name, scope, window, Decimal(1), "lte", Decimal(rule.rate_limit.max),
+                           f"{rule.rate_limit.max} calls {_window_words(window)}"), set()
+    assert rule.state is not None
+    window = Window("calendar", CALENDAR_WINDOWS[rule.state.window])
+    increment: Decimal | tuple[str, ...] = (
+        split_path(rule.state.increment_from) if rule.state.increment_from else Decimal(rule.state.increment)
+    )
+    limit_op, limit, limit_idx = None, None, set()
+    for i, cond in enumerate(rule.conditions):
+        if cond.path.startswith("state.") and split_state_path(cond.path) == (ns, name) and cond.op in ("lt", "lte"):
+            if limit is None:  # the first lt/lte on its own counter is the limit, as in Intercept
+                limit_op, limit, limit_idx = cond.op, to_decimal(cond.value), {i}
+    what = f"{limit} for {name} {_window_words(window)}" if limit is not None else name
+    return CounterSpec(ns, name, scope, window, increment, limit_op, limit, what), limit_idx
+
+
+class Engine:
+    """A compiled policy. Building one never touches counters (hot reload keeps them)."""
+
+    def __init__(self, policy: Policy, *, clock: Callable[[], float] = time.time):
+        self.policy = policy
+        self.clock = clock
+        self._hidden_exact = {h for h in policy.hide if not is_glob(h) and h != "*"}
+        self._hidden_globs = [h for h in policy.hide if is_glob(h) or h == "*"]
+        self._exact: dict[str, list[CompiledRule]] = {}
+        self._globs: list[tuple[str, list[CompiledRule]]] = []
+        self._star: list[CompiledRule] = []
+        self._counters: dict[tuple[str, str], CounterSpec] = {}
+        for key, tool in policy.tools.items():
+            compiled = [self._compile(key, i, rule) for i, rule in enumerate(tool.rules)]
+            if key == "*":
+                self._star = compiled
+            elif is_glob(key):
+                self._globs.append((key, compiled))
+            else:
+                self._exact[key] = compiled
+        # Most specific glob first: more literal characters, then file order (sort is stable).
+        self._globs.sort(key=lambda g: -sum(c not in "*?[]" for c in g[0]))
+        self._match_cache: dict[str, tuple[bool, tuple[CompiledRule, ...]]] = {}
+
+    def _compile(self, key: str, index: int, rule: Rule) -> CompiledRule:
+        counter, limit_idx = _counter_of(key, rule)
+        if counter is not None:
+            self._counters.setdefault((counter.namespace, counter.name), counter)
+        checks = tuple(
+            CompiledCondition.build(c) for i, c in enumerate(rule.conditions) if i not in limit_idx
+        )
+        name = rule.name if rule.name and rule.name.strip() else f"{key}.rules[{index}]"
+        return CompiledRule(key, name, rule.action, rule.message, checks, counter)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def is_hidden(self, tool: str) -> bool:
+        return tool in self._hidden_exact or any(fnmatch.fnmatchcase(tool, g) for g in self._hidden_globs)
+
+    def _rules_for(self, tool: str) -> tuple[bool, tuple[CompiledRule, ...]]:
+        """(is the tool listed by an exact or glob key, the rules that apply in order)."""
+        cached = self._match_cache.get(tool)
+        if cached is not None:
+            return cached
+        exact = self._exact.get(tool)
+        globs = [rules for pattern, rules in self._globs if fnmatch.fnmatchcase(tool, pattern)]
+        own = [*(exact or ()), *(r for rules in globs for r in rules)]
+        result = (exact is not None or bool(globs), tuple(own) + tuple(self._star))
+        if len(self._match_cache) >= MATCH_CACHE_SIZE:
+            self._match_cache.clear()
+        self._match_cache[tool] = result
+        return result
+
+    def counter(self, namespace: str, name: str) -> CounterSpec | None:
+        return self._counters.get((namespace, name))
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    async def evaluate(self, call: Call, store: Store) -> Decision:
+        tool = call.tool
+        if self.is_hidden(tool):
+            return Decision(False, tool, "hidden", "(hidden)", f"Unknown tool: {tool}")
+        listed, rules = self._rules_for(tool)
+        if self.policy.default == "deny" and not listed:
+            return Decision(False, tool, "default_deny", "(default deny)",
+                            f'Tool "{tool}" is not permitted by policy')
+        try:
+            return await self._evaluate_rules(call, rules, store)
+        except StoreError as exc:
+            return Decision(False, tool, "error", "(state unavailable)",
+                            f"Policy state is unavailable, so {tool} cannot be checked: {exc}")
+
+    async def _evaluate_rules(self, call: Call, rules: tuple[CompiledRule, ...], store: Store) -> Decision:
+        tool = call.tool
+        now = self.clock()
+        requests: list[tuple[CompiledRule, CounterRequest]] = []
+        for rule in rules:
+            if rule.action == "deny":
+                return Decision(False, tool, "deny", rule.name,
+                                rule.message or f'Tool "{tool}" is blocked by policy (rule "{rule.name}")')
+            for check in rule.checks:
+                if not await self._check(check, call, store, now):
+                    return Decision(False, tool, "condition", rule.name,
+                                    rule.message or f"Invalid arguments for {tool}: {check.describe()}")
+            if rule.counter is not None:
+                amount = rule.counter.amount(call)
+                if amount is None:
+                    path = ".".join(("args", *rule.counter.increment))
+                    return Decision(False, tool, "condition", rule.name,
+                                    f"Invalid arguments for {tool}: {path} must be a non-negative number")
+                spec = rule.counter
+                requests.append((rule, CounterRequest(spec.key(call), spec.window, amount,
+                                                      spec.limit_op, spec.limit)))
+        if not requests:
+            return Decision(True, tool, "allow")
+        outcome = await store.reserve([r for _, r in requests], now)
+        if not outcome.ok:
+            rule, _ = requests[outcome.denied or 0]
+            retry = format_retry(outcome.retry_after or 1.0)
+            base = rule.message or f"Rate limit of {rule.counter.describe} reached for {tool}"
+            return Decision(False, tool, "rate_limit", rule.name,
+                            f"{base.rstrip('.')}. Retry after {retry} s.", retry)
+        return Decision(True, tool, "allow", reservation=outcome.reservation)
+
+    async def _check(self, check: CompiledCondition, call: Call, store: Store, now: float) -> bool:
+        if check.path.startswith("args."):
+            return check.holds_for(resolve(call.arguments, check.segments))
+        ns, name = split_state_path(check.path)
+        if ns == "*":
+            ns = GLOBAL_NAMESPACE
+        spec = self._counters.get((ns, name))
+        if spec is None:  # the validator makes this impossible; stay closed if it happens
+            return False
+        return check.holds_for(await store.value(spec.key(call), spec.window, now))

@@ -1,0 +1,161 @@
+"""Reading policy files: YAML with positions, so every error names FILE:LINE:COL and a field path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .policy import Policy
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class PolicyIssue:
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
+
+
+class PolicyError(Exception):
+    """A policy file that cannot be used; carries every problem found."""
+
+    def __init__(self, issues: list[PolicyIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def format_loc(loc: Loc) -> str:
+    """``('tools', 'a', 'rules', 0, 'op')`` -> ``tools.a.rules[0].op``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out == "" :
+            out = part
+        elif part and all(c.isalnum() or c in "_-*" for c in part):
+            out += f".{part}"
+        else:
+            out += f"[{part!r}]"
+    return out
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _to_data(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]], file: str,
+             issues: list[PolicyIssue]) -> Any:
+    """Build plain data from the node tree, recording where each location starts."""
+    positions.setdefault(loc, _mark(node))
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        loader = _Loader("")
+        loader.flatten_mapping(node)  # resolve YAML merge keys (<<) as SafeLoader would
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                line, col = _mark(key_node)
+                issues.append(PolicyIssue(file, line, col, format_loc(loc), f"keys must be strings, got {key!r}"))
+                continue
+            child = (*loc, key)
+            if key in out:
+                line, col = _mark(key_node)
+                issues.append(PolicyIssue(file, line, col, format_loc(child), f'duplicate key "{key}"'))
+                continue
+            positions[child] = _mark(key_node)
+            out[key] = _to_data(value_node, child, positions, file, issues)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_data(item, (*loc, i), positions, file, issues) for i, item in enumerate(node.value)]
+    loader = _Loader("")
+    return loader.construct_object(node, deep=True)
+
+
+def _position(loc: Loc, positions: dict[Loc, tuple[int, int]]) -> tuple[int, int]:
+    # A missing field has no position of its own: point at its nearest existing parent.
+    while loc not in positions and loc:
+        loc = loc[:-1]
+    return positions.get(loc, (1, 1))
+
+
+def parse_policy(text: str, file: str = "<policy>") -> Policy:
+    """Parse and validate policy text; raise PolicyError listing every problem."""
+    try:
+        node = _compose(text, file)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+        raise PolicyError([PolicyIssue(file, line, col, "", message)]) from None
+    if node is None:
+        raise PolicyError([PolicyIssue(file, 1, 1, "", "the policy file is empty")])
+    positions: dict[Loc, tuple[int, int]] = {}
+    issues: list[PolicyIssue] = []
+    data = _to_data(node, (), positions, file, issues)
+    if not isinstance(data, dict):
+        issues.append(PolicyIssue(file, 1, 1, "", "a policy must be a mapping with version and tools"))
+        raise PolicyError(issues)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line, col = _position(loc, positions)
+            issues.append(PolicyIssue(file, line, col, format_loc(loc), _message(err)))
+        policy = None
+    if issues:
+        issues.sort(key=lambda i: (i.line, i.column))
+        raise PolicyError(issues)
+    return policy
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see the policy reference)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        return f"got {err.get('input')!r}: {err['msg'].lower()}"
+    if kind in ("string_type", "int_type", "list_type", "dict_type", "model_type", "bool_type"):
+        return f"{err['msg'].lower()}, got {type(err.get('input')).__name__} {err.get('input')!r}"
+    return err["msg"]
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file; raise PolicyError (also for an unreadable file)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError([PolicyIssue(str(path), 1, 1, "", f"cannot read policy: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError([PolicyIssue(str(path), 1, 1, "", f"policy must be UTF-8: {exc.reason}")]) from None
+    return parse_policy(text, str(path))

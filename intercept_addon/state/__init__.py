@@ -1,0 +1,123 @@
+"""Counter stores: where rate limits and spend caps keep their numbers.
+
+One small async interface, so a network backend (Redis) fits beside the local ones:
+``reserve`` checks and applies every counter of one call atomically (all or nothing),
+``commit`` keeps a reservation once upstream answered, ``rollback`` returns it.
+
+Two kinds of window:
+* calendar: UTC-aligned buckets (Intercept's minute/hour/day), value = sum in the bucket;
+* sliding: a log of (time, amount) entries younger than the window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, Protocol, Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    kind: Literal["calendar", "sliding"]
+    seconds: int
+
+    def start(self, now: float) -> int:
+        """Start of the calendar bucket holding ``now`` (UTC-aligned: epoch is midnight UTC)."""
+        return int(now // self.seconds) * self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRequest:
+    """Add ``amount`` to ``key`` if the new total still satisfies ``limit_op limit``."""
+
+    key: str
+    window: Window
+    amount: Decimal
+    limit_op: Literal["lt", "lte"] | None = None
+    limit: Decimal | None = None
+
+    def fits(self, total: Decimal) -> bool:
+        if self.limit is None:
+            return True
+        return total < self.limit if self.limit_op == "lt" else total <= self.limit
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One increment a reservation made: enough to undo it exactly."""
+
+    key: str
+    window: Window
+    bucket: float  # calendar: bucket start; sliding: the entry's timestamp
+    entry: str  # sliding: unique entry id ("" for calendar)
+    amount: Decimal
+
+
+@dataclass(slots=True)
+class Reservation:
+    applied: list[Applied] = field(default_factory=list)
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveOutcome:
+    ok: bool
+    reservation: Reservation | None = None
+    denied: int | None = None  # index of the request that did not fit
+    retry_after: float | None = None  # seconds until that request would fit
+
+
+class StoreError(Exception):
+    """The store could not be reached or answered nonsense; callers fail closed."""
+
+
+class Store(Protocol):
+    async def reserve(self, requests: Sequence[CounterRequest], now: float) -> ReserveOutcome: ...
+
+    async def commit(self, reservation: Reservation) -> None: ...
+
+    async def rollback(self, reservation: Reservation) -> None: ...
+
+    async def value(self, key: str, window: Window, now: float) -> Decimal: ...
+
+    async def reset(self, key_prefix: str) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def calendar_retry(window: Window, now: float) -> float:
+    return window.start(now) + window.seconds - now
+
+
+def sliding_retry(req: CounterRequest, entries: Sequence[tuple[float, Decimal]], now: float) -> float:
+    """Seconds until enough of the oldest entries expire for ``req`` to fit."""
+    total = sum((a for _, a in entries), Decimal(0))
+    for ts, amount in sorted(entries):
+        total -= amount
+        if req.fits(total + req.amount):
+            return max(ts + req.window.seconds - now, 0.001)
+    return float(req.window.seconds)  # the amount alone exceeds the limit
+
+
+def format_retry(seconds: float) -> int:
+    """Whole seconds to tell an agent: never 0 while it is still blocked."""
+    return max(1, math.ceil(seconds - 1e-9))
+
+
+def open_store(spec: str, *, default_path: str | None = None) -> Store:
+    """``memory``, ``sqlite`` (default file), ``sqlite:///path`` or a plain path."""
+    from .memory import MemoryStore
+    from .sqlite import SqliteStore
+
+    if spec == "memory":
+        return MemoryStore()
+    if spec in ("", "sqlite"):
+        if default_path is None:
+            raise ValueError("no default path for the SQLite state file")
+        return SqliteStore(default_path)
+    if spec.startswith("sqlite://"):
+        return SqliteStore(spec.removeprefix("sqlite://"))
+    if "://" in spec:
+        raise ValueError(f'unsupported state backend "{spec}" (use memory, sqlite, or sqlite:///path)')
+    return SqliteStore(spec)

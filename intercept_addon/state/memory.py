@@ -1,0 +1,112 @@
+"""In-process counters. Atomic because reserve never awaits while it checks and applies."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from decimal import Decimal
+from typing import Sequence
+
+from . import (
+    Applied,
+    CounterRequest,
+    Reservation,
+    ReserveOutcome,
+    Window,
+    calendar_retry,
+    sliding_retry,
+)
+
+SWEEP_EVERY = 1024  # reserves between sweeps of expired keys (session ids come from clients)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        # calendar: (key, seconds) -> (bucket start, total); sliding: (key, seconds) -> entries
+        self._buckets: dict[tuple[str, int], tuple[int, Decimal]] = {}
+        self._logs: dict[tuple[str, int], deque[tuple[float, Decimal, str]]] = {}
+        self._ids = itertools.count()
+        self._since_sweep = 0
+
+    def _total(self, key: str, window: Window, now: float) -> Decimal:
+        if window.kind == "calendar":
+            start, total = self._buckets.get((key, window.seconds), (None, Decimal(0)))
+            return total if start == window.start(now) else Decimal(0)
+        log = self._logs.get((key, window.seconds))
+        if not log:
+            return Decimal(0)
+        horizon = now - window.seconds
+        while log and log[0][0] <= horizon:
+            log.popleft()
+        return sum((a for _, a, _ in log), Decimal(0))
+
+    async def reserve(self, requests: Sequence[CounterRequest], now: float) -> ReserveOutcome:
+        self._maybe_sweep(now)
+        totals = [self._total(r.key, r.window, now) for r in requests]
+        for i, (req, total) in enumerate(zip(requests, totals)):
+            if not req.fits(total + req.amount):
+                return ReserveOutcome(ok=False, denied=i, retry_after=self._retry(req, now))
+        reservation = Reservation()
+        for req, total in zip(requests, totals):
+            w = req.window
+            if w.kind == "calendar":
+                start = w.start(now)
+                self._buckets[(req.key, w.seconds)] = (start, total + req.amount)
+                reservation.applied.append(Applied(req.key, w, start, "", req.amount))
+            else:
+                entry = str(next(self._ids))
+                self._logs.setdefault((req.key, w.seconds), deque()).append((now, req.amount, entry))
+                reservation.applied.append(Applied(req.key, w, now, entry, req.amount))
+        return ReserveOutcome(ok=True, reservation=reservation)
+
+    def _retry(self, req: CounterRequest, now: float) -> float:
+        if req.window.kind == "calendar":
+            return calendar_retry(req.window, now)
+        log = self._logs.get((req.key, req.window.seconds), ())
+        return sliding_retry(req, [(ts, a) for ts, a, _ in log], now)
+
+    async def commit(self, reservation: Reservation) -> None:
+        reservation.settled = True
+
+    async def rollback(self, reservation: Reservation) -> None:
+        if reservation.settled:
+            return
+        reservation.settled = True
+        for a in reservation.applied:
+            slot = (a.key, a.window.seconds)
+            if a.window.kind == "calendar":
+                start, total = self._buckets.get(slot, (None, Decimal(0)))
+                if start == a.bucket:  # the window it counted in may already be over
+                    self._buckets[slot] = (start, max(total - a.amount, Decimal(0)))
+            else:
+                log = self._logs.get(slot)
+                if log:
+                    self._logs[slot] = deque(e for e in log if e[2] != a.entry)
+
+    async def value(self, key: str, window: Window, now: float) -> Decimal:
+        return self._total(key, window, now)
+
+    async def reset(self, key_prefix: str) -> int:
+        doomed = [s for s in (*self._buckets, *self._logs) if s[0].startswith(key_prefix)]
+        for slot in doomed:
+            self._buckets.pop(slot, None)
+            self._logs.pop(slot, None)
+        return len(doomed)
+
+    async def close(self) -> None:
+        pass
+
+    def _maybe_sweep(self, now: float) -> None:
+        self._since_sweep += 1
+        if self._since_sweep < SWEEP_EVERY:
+            return
+        self._since_sweep = 0
+        for slot, (start, _) in list(self._buckets.items()):
+            if start + slot[1] <= now:
+                del self._buckets[slot]
+        for slot, log in list(self._logs.items()):
+            if not log or log[-1][0] + slot[1] <= now:
+                del self._logs[slot]
+
+    def __len__(self) -> int:
+        return len(self._buckets) + len(self._logs)
