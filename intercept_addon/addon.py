@@ -1,0 +1,474 @@
+"""The mitmproxy addon: translate flows into calls, and decisions back into responses.
+
+Fail closed everywhere: mitmproxy forwards a flow whose hook raised, so every hook body is
+guarded and answers the client itself with a JSON-RPC error when anything goes wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.net import encoding
+
+from . import jsonrpc, mcp
+from .engine import Call, Decision, Engine
+from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, Message, ProtocolError
+from .policy_file import PolicyError, load_policy
+from .sse import SseEvent, SseRewriter, detect_newline, format_event
+from .state import Reservation, Store, open_store
+
+log = logging.getLogger("intercept")
+
+MODES = ("enforce", "monitor")
+DENY_AS = ("error", "result")
+IDENTITY_SOURCES = ("mcp-session", "legacy-session", "agent-header", "authorization", "client")
+KNOWN_ENCODINGS = ("gzip", "deflate", "br", "zstd")
+MCP_HEADERS = ("mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name")
+RELOAD_POLL_SECONDS = 1.0
+
+
+@dataclass
+class Tracked:
+    """What a forwarded flow waits for: counters to settle and tools/list answers to filter."""
+
+    reservations: dict[str | int, Reservation] = field(default_factory=dict)
+    list_ids: set[str | int] = field(default_factory=set)
+
+
+def _reply(flow: http.HTTPFlow, status: int, body: Any) -> None:
+    flow.response = http.Response.make(status, jsonrpc.dumps(body), {"content-type": "application/json"})
+
+
+class InterceptAddon:
+    name = "intercept_addon"
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.store: Store | None = None
+        self.tracked: dict[str, Tracked] = {}
+        self._policy_mtime: float | None = None
+        self._reloader: asyncio.Task | None = None
+        self._tool_name: re.Pattern[str] = re.compile(mcp.DEFAULT_TOOL_NAME)
+        self._identity: tuple[str, ...] = IDENTITY_SOURCES
+        self.decisions = {"allow": 0, "deny": 0}
+
+    # -- options ---------------------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        loader.add_option("intercept_policy", str, "", "Policy YAML file. Unset: inspect only, nothing is blocked.")
+        loader.add_option("intercept_mode", str, "enforce", "enforce: block denied calls; monitor: only log and mark.")
+        loader.add_option("intercept_deny_as", str, "error",
+                          "error: JSON-RPC error reply; result: tool result with isError and the reason as text.")
+        loader.add_option("intercept_state", str, "sqlite",
+                          "Counters: sqlite (a file in mitmproxy's confdir), sqlite:///path, or memory.")
+        loader.add_option("intercept_max_body", int, 4 * 1024 * 1024, "Largest MCP request body accepted, bytes.")
+        loader.add_option("intercept_max_depth", int, 64, "Deepest JSON nesting accepted in an MCP message.")
+        loader.add_option("intercept_identity", str, ",".join(IDENTITY_SOURCES),
+                          "Where an agent session's identity comes from, first match wins: " + ", ".join(IDENTITY_SOURCES))
+        loader.add_option("intercept_agent_header", str, "x-agent-id", "Header naming the agent (agent-header source).")
+        loader.add_option("intercept_tool_names", str, mcp.DEFAULT_TOOL_NAME,
+                          "Regex every tools/call name must match in full (refuses lookalike names).")
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "stream_large_bodies" in updated and opts.stream_large_bodies:
+            raise exceptions.OptionsError(
+                "intercept: stream_large_bodies sends request bodies upstream before the policy sees them; "
+                "unset it (intercept_max_body limits body size instead)"
+            )
+        if "intercept_mode" in updated and opts.intercept_mode not in MODES:
+            raise exceptions.OptionsError(f"intercept_mode must be one of {', '.join(MODES)}")
+        if "intercept_deny_as" in updated and opts.intercept_deny_as not in DENY_AS:
+            raise exceptions.OptionsError(f"intercept_deny_as must be one of {', '.join(DENY_AS)}")
+        if "intercept_max_body" in updated and opts.intercept_max_body <= 0:
+            raise exceptions.OptionsError("intercept_max_body must be positive")
+        if "intercept_max_depth" in updated and not 1 <= opts.intercept_max_depth <= 512:
+            raise exceptions.OptionsError("intercept_max_depth must be between 1 and 512")
+        if "intercept_identity" in updated:
+            sources = tuple(s.strip() for s in opts.intercept_identity.split(",") if s.strip())
+            bad = [s for s in sources if s not in IDENTITY_SOURCES]
+            if bad or not sources:
+                raise exceptions.OptionsError(f"intercept_identity: use a list of {', '.join(IDENTITY_SOURCES)}")
+            self._identity = sources
+        if "intercept_tool_names" in updated:
+            try:
+                self._tool_name = re.compile(opts.intercept_tool_names)
+            except re.error as exc:
+                raise exceptions.OptionsError(f"intercept_tool_names is not a valid regex: {exc}") from None
+        if "intercept_state" in updated:
+            default = os.path.join(os.path.expanduser(opts.confdir), "intercept-state.sqlite")
+            try:
+                self.store = open_store(opts.intercept_state, default_path=default)
+            except Exception as exc:
+                raise exceptions.OptionsError(f"intercept_state: {exc}") from None
+        if "intercept_policy" in updated:
+            self._load_policy(startup=True)
+
+    def _load_policy(self, *, startup: bool) -> bool:
+        path = ctx.options.intercept_policy
+        if not path:
+            self.engine = None
+            log.warning("intercept: NO POLICY (intercept_policy unset): inspect only, nothing is blocked")
+            return True
+        try:
+            mtime = Path(path).stat().st_mtime
+            policy = load_policy(path)
+        except (PolicyError, OSError) as exc:
+            if startup:
+                raise exceptions.OptionsError(f"intercept: invalid policy, not started:\n{exc}") from None
+            log.error(f"intercept: policy {path} NOT reloaded, the previous policy stays in force:\n{exc}")
+            return False
+        self._policy_mtime = mtime
+        self.engine = Engine(policy)  # counters live in the store: a reload keeps them
+        rules = sum(len(t.rules) for t in policy.tools.values())
+        log.info(f"intercept: policy {path} loaded ({len(policy.tools)} tools, {rules} rules, "
+                 f"default {policy.default}, mode {ctx.options.intercept_mode})")
+        return True
+
+    # -- lifecycle: watch the policy file ----------------------------------------------------
+
+    def running(self) -> None:
+        if self._reloader is None:
+            self._reloader = asyncio.get_running_loop().create_task(self._watch_policy())
+
+    async def _watch_policy(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_POLL_SECONDS)
+            path = ctx.options.intercept_policy
+            try:
+                mtime = Path(path).stat().st_mtime if path else None
+            except OSError:
+                continue
+            if mtime is not None and mtime != self._policy_mtime:
+                self._policy_mtime = mtime
+                self._load_policy(startup=False)
+
+    async def done(self) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
+        if self.store is not None:
+            await self.store.close()
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or flow.request.method != "POST":
+            return
+        try:
+            await self._inspect_post(flow)
+        except ProtocolError as exc:
+            self._refuse(flow, exc)
+        except Exception:
+            log.error(f"intercept: internal error, request refused:\n{traceback.format_exc()}")
+            self._refuse(flow, ProtocolError(INTERNAL_ERROR, "internal policy error; the request was not forwarded",
+                                             status=500))
+
+    def _refuse(self, flow: http.HTTPFlow, exc: ProtocolError) -> None:
+        flow.metadata["mcp.decision"] = "refused"
+        flow.comment = f"REFUSED: {exc.message}"
+        flow.marked = ":no_entry:"
+        self.tracked.pop(flow.id, None)
+        log.info(f"intercept: refused {flow.request.method} {flow.request.pretty_url}: {exc.message}")
+        if self.enforcing:
+            _reply(flow, exc.status, jsonrpc.error_body(exc.id, exc.code, f"{mcp.DENIED_PREFIX} {exc.message}"))
+
+    @property
+    def enforcing(self) -> bool:
+        return bool(ctx.options.intercept_policy) and ctx.options.intercept_mode == "enforce"
+
+    def _looks_like_mcp(self, flow: http.HTTPFlow) -> bool:
+        req = flow.request
+        if any(h in req.headers for h in MCP_HEADERS):
+            return True
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/json" or ctype.endswith("+json"):
+            return True
+        head = (req.raw_content or b"")[:8].lstrip()
+        # JSON-looking bodies under any content type, and the encodings servers auto-detect.
+        return head[:1] in (b"{", b"[") or head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) \
+            or b"\x00" in head[:4]
+
+    def _body(self, flow: http.HTTPFlow) -> bytes:
+        req = flow.request
+        raw = req.raw_content or b""
+        limit = ctx.options.intercept_max_body
+        if len(raw) > limit:
+            raise ProtocolError(INVALID_REQUEST, f"request body larger than {limit} bytes", status=413)
+        enc = req.headers.get("content-encoding", "").strip().lower()
+        if enc and enc != "identity":
+            if enc not in KNOWN_ENCODINGS:
+                raise ProtocolError(INVALID_REQUEST, f"unsupported Content-Encoding {enc!r}", status=415)
+            # Decode only to learn whether this is MCP; MCP servers do not accept compressed requests.
+            decoded = encoding.decode(raw, enc)
+            if len(decoded) > limit:
+                raise ProtocolError(INVALID_REQUEST, f"request body larger than {limit} bytes", status=413)
+            return decoded
+        return raw
+
+    async def _inspect_post(self, flow: http.HTTPFlow) -> None:
+        if not self._looks_like_mcp(flow):
+            return
+        req = flow.request
+        body = self._body(flow)
+        charset = re.search(r"charset\s*=\s*\"?([^\";\s]+)", req.headers.get("content-type", ""), re.I)
+        if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
+            raise ProtocolError(PARSE_ERROR, f"charset {charset.group(1)} is not UTF-8", status=415)
+        value = jsonrpc.loads(body, max_depth=ctx.options.intercept_max_depth)
+        if not jsonrpc.looks_like_jsonrpc(value):
+            return  # JSON, but not JSON-RPC: not ours, forward as it came
+        if body is not req.raw_content:
+            raise ProtocolError(INVALID_REQUEST, "compressed MCP requests are not accepted", status=415)
+        revision = req.headers.get("mcp-protocol-version")
+        if isinstance(value, list):
+            messages = self._batch(value, revision)
+        else:
+            messages = [jsonrpc.classify(value)]
+        flow.metadata["mcp.session"] = self.session_of(flow)
+        if not isinstance(value, list):
+            mcp.check_routing_headers(messages[0], req.headers.get, revision)
+        tracked = Tracked()
+        denials = [await self._message(flow, msg, revision, tracked) for msg in messages]
+        if any(denials):
+            # Nothing of a batch goes upstream once one element is denied.
+            await self._release(tracked)
+            if not isinstance(value, list):
+                _reply(flow, *denials[0])  # type: ignore[misc]
+                return
+            skipped = f"{mcp.DENIED_PREFIX} not forwarded: another call in this batch was denied"
+            replies = [d[1] if d else jsonrpc.error_body(m.id, mcp.DENIED_CODE, skipped)
+                       for m, d in zip(messages, denials) if d or m.kind == "request"]
+            _reply(flow, 200, replies)
+            return
+        if tracked.reservations or tracked.list_ids:
+            self.tracked[flow.id] = tracked
+            # Answers must be readable to settle counters and filter tool lists.
+            req.headers["accept-encoding"] = "identity"
+        req.content = jsonrpc.dumps(value)  # forward exactly what was evaluated
+
+    def _batch(self, value: list[Any], revision: str | None) -> list[Message]:
+        if revision not in (None, "2025-03-26"):
+            raise ProtocolError(INVALID_REQUEST, f"batches are not allowed in MCP {revision}")
+        if not value:
+            raise ProtocolError(INVALID_REQUEST, "empty batch")
+        return [jsonrpc.classify(item) for item in value]
+
+    async def _message(self, flow: http.HTTPFlow, msg: Message, revision: str | None,
+                       tracked: Tracked) -> tuple[int, dict[str, Any]] | None:
+        """Evaluate one message; return the local reply if it is denied."""
+        flow.metadata.setdefault("mcp.method", msg.method or "(response)")
+        if msg.method == "tools/list" and msg.kind == "request":
+            tracked.list_ids.add(msg.id)  # type: ignore[arg-type]
+            return None
+        if msg.method != "tools/call":
+            return None
+        if msg.kind == "notification":
+            raise ProtocolError(INVALID_REQUEST, "tools/call must be a request with an id, not a notification")
+        call = mcp.tool_call(msg, self._tool_name)
+        flow.metadata["mcp.tool"] = call.name
+        if self.engine is None:
+            flow.metadata["mcp.decision"] = "inspect"
+            return None
+        decision = await self.engine.evaluate(Call(flow.metadata["mcp.session"], call.name, call.arguments),
+                                              self.store)
+        self._annotate(flow, decision)
+        if decision.allowed:
+            if decision.reservation is not None and decision.reservation.applied:
+                tracked.reservations[msg.id] = decision.reservation  # type: ignore[index]
+            return None
+        if not self.enforcing:
+            return None
+        code = mcp.UNKNOWN_TOOL_CODE if decision.kind == "hidden" else mcp.DENIED_CODE
+        text = decision.message if decision.kind == "hidden" else f"{mcp.DENIED_PREFIX} {decision.message}"
+        data: dict[str, Any] = {"reason": "policy_denied", "tool": decision.tool, "rule": decision.rule,
+                                "kind": decision.kind}
+        if decision.retry_after is not None:
+            data["retry_after"] = decision.retry_after
+        if decision.kind == "hidden":
+            data = None  # type: ignore[assignment]  # indistinguishable from an absent tool
+        return mcp.denial(msg.id, tool=decision.tool, text=text, code=code, data=data,
+                          as_result=ctx.options.intercept_deny_as == "result" and decision.kind != "hidden",
+                          revision=revision)
+
+    def _annotate(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        verdict = "allow" if decision.allowed else "deny"
+        self.decisions[verdict] += 1
+        flow.metadata["mcp.decision"] = verdict
+        if decision.rule:
+            flow.metadata["mcp.rule"] = decision.rule
+        if not decision.allowed:
+            flow.metadata["mcp.reason"] = decision.message
+            if decision.retry_after is not None:
+                flow.metadata["mcp.retry_after"] = decision.retry_after
+            flow.marked = ":no_entry:"
+            enforced = "" if self.enforcing else " (monitor: forwarded)"
+            flow.comment = f"DENY {decision.tool} [{decision.rule}]: {decision.message}{enforced}"
+        log.info(f"intercept: {verdict} tool={decision.tool} session={flow.metadata.get('mcp.session')} "
+                 f"rule={decision.rule or '-'}" + (f" reason={decision.message!r}" if not decision.allowed else ""))
+
+    def session_of(self, flow: http.HTTPFlow) -> str:
+        req = flow.request
+        for source in self._identity:
+            value: str | None = None
+            if source == "mcp-session":
+                value = req.headers.get("mcp-session-id")
+            elif source == "legacy-session":
+                value = req.query.get("session_id") or req.query.get("sessionId")
+            elif source == "agent-header":
+                value = req.headers.get(ctx.options.intercept_agent_header)
+            elif source == "authorization":
+                auth = req.headers.get("authorization")
+                value = hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else None
+            elif source == "client":
+                value = flow.client_conn.peername[0] if flow.client_conn.peername else None
+            if value:
+                if len(value) > 128:  # client-chosen: keep counter keys small
+                    value = hashlib.sha256(value.encode()).hexdigest()
+                return f"{source}:{value}"
+        return "anonymous"
+
+    # -- responses -------------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            resp = flow.response
+            assert resp is not None
+            if "text/event-stream" not in resp.headers.get("content-type", "").lower():
+                return
+            tracked = self.tracked.get(flow.id)
+            if tracked is None:
+                resp.stream = True  # not ours to inspect, but never buffer an event stream
+                return
+            if resp.headers.get("content-encoding", "identity").lower() != "identity":
+                return  # compressed despite our Accept-Encoding: buffer it, handled in `response`
+            resp.stream = self._sse_stream(flow, tracked)
+        except Exception:
+            log.error(f"intercept: internal error on response headers:\n{traceback.format_exc()}")
+            self._fail_response(flow)
+
+    def _sse_transform(self, tracked: Tracked):  # type: ignore[no-untyped-def]
+        """Per event: settle the counters of answered calls, filter tools/list answers."""
+
+        def transform(event: SseEvent) -> bytes | None:
+            if event.data is None:
+                return None
+            try:
+                msg = jsonrpc.loads(event.data.encode("utf-8"), max_depth=512)
+            except ProtocolError:
+                return None
+            if not isinstance(msg, dict) or "method" in msg or msg.get("id") is None:
+                return None
+            msg_id = msg["id"]
+            self._settle(tracked, msg_id, msg)
+            if msg_id in tracked.list_ids:
+                tracked.list_ids.discard(msg_id)
+                if self.engine is not None and mcp.filter_tools(msg, self.engine.is_hidden):
+                    return format_event(jsonrpc.dumps(msg).decode("utf-8"), event=event.event or "message",
+                                        id=event.id, newline=detect_newline(event.raw))
+            return None
+
+        return transform
+
+    def _sse_stream(self, flow: http.HTTPFlow, tracked: Tracked):  # type: ignore[no-untyped-def]
+        rewriter = SseRewriter(self._sse_transform(tracked))
+        failed = False
+
+        def stream(chunk: bytes) -> bytes:
+            nonlocal failed
+            if failed:
+                return b""
+            try:
+                out = rewriter.feed(chunk)
+                if chunk == b"":
+                    self._finish(flow)
+                return out
+            except Exception:
+                failed = True  # fail closed: nothing more of this stream reaches the client
+                log.error(f"intercept: internal error in an event stream, stream cut:\n{traceback.format_exc()}")
+                self._finish(flow)
+                return b""
+
+        return stream
+
+    def _settle(self, tracked: Tracked, msg_id: Any, msg: dict[str, Any]) -> None:
+        reservation = tracked.reservations.pop(msg_id, None)
+        if reservation is not None and self.store is not None:
+            coro = self.store.rollback(reservation) if "error" in msg else self.store.commit(reservation)
+            asyncio.get_running_loop().create_task(coro)
+
+    def _finish(self, flow: http.HTTPFlow) -> None:
+        """The flow is over: keep whatever it reserved and never answered (the tool may have run)."""
+        tracked = self.tracked.pop(flow.id, None)
+        if tracked is not None and self.store is not None:
+            for reservation in tracked.reservations.values():
+                asyncio.get_running_loop().create_task(self.store.commit(reservation))
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        tracked = self.tracked.get(flow.id)
+        if tracked is None or flow.response is None or flow.response.stream:
+            return
+        try:
+            await self._inspect_response(flow, tracked)
+        except Exception:
+            log.error(f"intercept: internal error on a response:\n{traceback.format_exc()}")
+            self._fail_response(flow)
+        finally:
+            self.tracked.pop(flow.id, None)
+
+    async def _inspect_response(self, flow: http.HTTPFlow, tracked: Tracked) -> None:
+        resp = flow.response
+        assert resp is not None
+        if resp.status_code >= 400:
+            await self._release(tracked)
+            return
+        ctype = resp.headers.get("content-type", "").lower()
+        content = resp.get_content(strict=True) or b""
+        if "text/event-stream" in ctype:  # a compressed stream we had to buffer
+            rewriter = SseRewriter(self._sse_transform(tracked))
+            resp.content = rewriter.feed(content) + rewriter.feed(b"")
+        elif content.strip():
+            try:
+                value = jsonrpc.loads(content, max_depth=512)
+            except ProtocolError:
+                if tracked.list_ids:
+                    raise
+                value = None
+            changed = False
+            for msg in value if isinstance(value, list) else [value]:
+                if isinstance(msg, dict) and msg.get("id") is not None and "method" not in msg:
+                    self._settle(tracked, msg["id"], msg)
+                    if msg["id"] in tracked.list_ids and self.engine is not None:
+                        changed |= mcp.filter_tools(msg, self.engine.is_hidden)
+            if changed:
+                resp.content = jsonrpc.dumps(value)
+        for reservation in tracked.reservations.values():  # 202 and friends: the call was accepted
+            await self.store.commit(reservation)  # type: ignore[union-attr]
+
+    async def _release(self, tracked: Tracked) -> None:
+        for reservation in tracked.reservations.values():
+            await self.store.rollback(reservation)  # type: ignore[union-attr]
+        tracked.reservations.clear()
+
+    def _fail_response(self, flow: http.HTTPFlow) -> None:
+        tracked = self.tracked.pop(flow.id, None)
+        if tracked is not None and self.store is not None:
+            for reservation in tracked.reservations.values():
+                asyncio.get_running_loop().create_task(self.store.commit(reservation))
+        flow.response = http.Response.make(
+            502, jsonrpc.dumps(jsonrpc.error_body(None, INTERNAL_ERROR,
+                                                  f"{mcp.DENIED_PREFIX} the proxy could not inspect the response")),
+            {"content-type": "application/json"})
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        tracked = self.tracked.pop(flow.id, None)
+        if tracked is not None and self.store is not None:
+            for reservation in tracked.reservations.values():
+                asyncio.get_running_loop().create_task(self.store.rollback(reservation))

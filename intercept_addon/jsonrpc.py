@@ -1,0 +1,224 @@
+"""Strict JSON-RPC 2.0 for MCP: one parser whose reading no server can disagree with.
+
+Rejected, because some real server or parser reads them differently (bypass vectors):
+non-UTF-8 and BOM-prefixed bodies, NaN/Infinity, duplicate keys at any depth, keys in one
+object that collide after NFKC + casefold (Go's case-insensitive binding), unknown envelope
+members, nesting past a depth cap, ids that are not string or integer, a message mixing
+``method`` with ``result``/``error``. Numbers stay exact (ints as ints, fractions as Decimal).
+What was evaluated is forwarded re-serialised by ``dumps``, so the server parses exactly it.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+HEADER_MISMATCH = -32020  # MCP 2026-07-28
+
+ENVELOPE = frozenset({"jsonrpc", "id", "method", "params", "result", "error"})
+MAX_ID_LENGTH = 256
+MAX_INT_DIGITS = 64  # far beyond any real argument; CPython refuses past 4300 digits anyway
+MAX_ID_INT = 2**63 - 1
+
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
+
+
+class ProtocolError(Exception):
+    """A message we refuse: answered locally with this JSON-RPC error, never forwarded."""
+
+    def __init__(self, code: int, message: str, *, status: int = 400, id: str | int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.id = id
+
+
+def fold(key: str) -> str:
+    """The form under which lenient servers may match a key: NFKC, then casefold."""
+    return unicodedata.normalize("NFKC", key).casefold()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    folded: set[str] = set()
+    for key, value in pairs:
+        if key in out:
+            raise ProtocolError(PARSE_ERROR, f'duplicate key "{key}"')
+        f = key if key.isascii() and key.islower() else fold(key)
+        if f in folded:
+            raise ProtocolError(PARSE_ERROR, f'ambiguous key "{key}" (collides with another key ignoring case/Unicode form)')
+        folded.add(f)
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise ProtocolError(PARSE_ERROR, f"{name} is not valid JSON")
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ProtocolError(PARSE_ERROR, f"number with more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _decimal(text: str) -> Decimal:
+    if len(text) > MAX_INT_DIGITS * 2:
+        raise ProtocolError(PARSE_ERROR, "number too long")
+    return Decimal(text)
+
+
+def _depth_ok(value: Any, max_depth: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def loads(body: bytes, *, max_depth: int = 64) -> Any:
+    """Parse a JSON body strictly; raise ProtocolError(-32700) on anything doubtful."""
+    if body.startswith(_BOMS):
+        raise ProtocolError(PARSE_ERROR, "byte order mark: MCP messages must be UTF-8 without BOM")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(PARSE_ERROR, "body is not valid UTF-8") from None
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_object, parse_constant=_constant, parse_int=_int, parse_float=_decimal
+        )
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise ProtocolError(PARSE_ERROR, f"nesting deeper than {max_depth} levels") from None
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(PARSE_ERROR, f"invalid JSON: {exc}") from None
+    if not _depth_ok(value, max_depth):
+        raise ProtocolError(PARSE_ERROR, f"nesting deeper than {max_depth} levels")
+    return value
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif value is None:
+        out.append("null")
+    elif isinstance(value, (int, Decimal)):
+        out.append(str(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, (k, v) in enumerate(value.items()):
+            if i:
+                out.append(",")
+            out.append(json.dumps(k, ensure_ascii=False))
+            out.append(":")
+            _encode(v, out)
+        out.append("}")
+    elif isinstance(value, list):
+        out.append("[")
+        for i, v in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(v, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON; exact numbers; lone surrogates rejected (not valid UTF-8)."""
+    out: list[str] = []
+    _encode(value, out)
+    try:
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(PARSE_ERROR, "string with an unpaired surrogate escape") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    kind: Literal["request", "notification", "response"]
+    id: str | int | None
+    method: str | None
+    params: dict[str, Any] | None
+    body: dict[str, Any]
+
+    @property
+    def is_error(self) -> bool:
+        return "error" in self.body
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -MAX_ID_INT <= value <= MAX_ID_INT
+    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH
+
+
+def classify(obj: Any) -> Message:
+    """Validate one JSON-RPC message and say what it is; raise ProtocolError if it is not one."""
+    if not isinstance(obj, dict):
+        raise ProtocolError(INVALID_REQUEST, "a JSON-RPC message must be an object")
+    raw_id = obj.get("id")
+    msg_id = raw_id if _valid_id(raw_id) else None
+    unknown = sorted(set(obj) - ENVELOPE)
+    if unknown:
+        raise ProtocolError(INVALID_REQUEST, f'unknown member "{unknown[0]}" in a JSON-RPC message', id=msg_id)
+    if obj.get("jsonrpc") != "2.0":
+        raise ProtocolError(INVALID_REQUEST, 'jsonrpc must be "2.0"', id=msg_id)
+    if "id" in obj and not _valid_id(raw_id):
+        raise ProtocolError(INVALID_REQUEST, "id must be a string or an integer (not null, bool or fraction)")
+    params = obj.get("params")
+    if "params" in obj and not isinstance(params, dict):
+        raise ProtocolError(INVALID_REQUEST, "params must be an object", id=msg_id)
+    if "method" in obj:
+        if "result" in obj or "error" in obj:
+            raise ProtocolError(INVALID_REQUEST, "a message cannot have both method and result/error", id=msg_id)
+        method = obj["method"]
+        if not isinstance(method, str) or not method:
+            raise ProtocolError(INVALID_REQUEST, "method must be a non-empty string", id=msg_id)
+        kind: Literal["request", "notification"] = "request" if "id" in obj else "notification"
+        return Message(kind, msg_id, method, params, obj)
+    if ("result" in obj) == ("error" in obj):
+        raise ProtocolError(INVALID_REQUEST, "a message needs a method, or exactly one of result and error", id=msg_id)
+    if "params" in obj:
+        raise ProtocolError(INVALID_REQUEST, "a response cannot have params", id=msg_id)
+    if "id" not in obj and "result" in obj:
+        raise ProtocolError(INVALID_REQUEST, "a result needs an id")
+    return Message("response", msg_id, None, None, obj)
+
+
+def looks_like_jsonrpc(value: Any) -> bool:
+    """Does a parsed JSON value claim to be JSON-RPC (even under a case/Unicode variant key)?"""
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(item, dict) and any(fold(k) in ENVELOPE for k in item) for item in items)
+
+
+def error_body(id: str | int | None, code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": id, "error": error}

@@ -1,0 +1,119 @@
+"""What the addon knows of MCP itself, kept free of mitmproxy: tools/call parameters, the
+2026-07-28 routing headers, denial replies per revision, and tools/list filtering."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .jsonrpc import (
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    Message,
+    ProtocolError,
+    error_body,
+    fold,
+)
+
+REVISION_2026 = "2026-07-28"
+DENIED_PREFIX = "[INTERCEPT POLICY DENIED]"
+# Policy denials use the standard "invalid request" code: no SDK reads it as a timeout or
+# connection loss (-32000/-32001) and it is outside the range 2026-07-28 reserves.
+DENIED_CODE = INVALID_REQUEST
+# A hidden tool must look exactly like an absent one.
+UNKNOWN_TOOL_CODE = INVALID_PARAMS
+CALL_PARAMS = ("name", "arguments", "_meta")
+# The spec's SHOULD charset for tool names (plus "/"): anything else could be a lookalike of
+# a governed name that a lenient server normalises.
+DEFAULT_TOOL_NAME = r"[A-Za-z0-9_.\-/]{1,128}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+
+def tool_call(message: Message, name_pattern: re.Pattern[str]) -> ToolCall:
+    """The tool and arguments of a tools/call request, refusing ambiguous parameters."""
+    params = message.params
+    if params is None:
+        raise ProtocolError(INVALID_PARAMS, "tools/call needs params", id=message.id)
+    for key in params:
+        if key not in CALL_PARAMS and fold(key) in CALL_PARAMS:
+            raise ProtocolError(INVALID_PARAMS, f'ambiguous parameter "{key}"', id=message.id)
+    name = params.get("name")
+    if not isinstance(name, str):
+        raise ProtocolError(INVALID_PARAMS, "tools/call params.name must be a string", id=message.id)
+    if not name_pattern.fullmatch(name):
+        raise ProtocolError(INVALID_PARAMS, f"tool name {name!r} has characters outside {name_pattern.pattern}",
+                            id=message.id)
+    arguments = params.get("arguments", {})
+    if not isinstance(arguments, dict):
+        raise ProtocolError(INVALID_PARAMS, "tools/call params.arguments must be an object", id=message.id)
+    return ToolCall(name, arguments)
+
+
+def decode_header_value(value: str) -> str:
+    """2026-07-28 header values that are not header-safe arrive as ``=?base64?...?=``."""
+    if value.startswith("=?base64?") and value.endswith("?="):
+        try:
+            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ProtocolError(INVALID_REQUEST, "malformed base64 header value") from None
+    return value
+
+
+def check_routing_headers(message: Message, headers: Callable[[str], str | None], revision: str | None) -> None:
+    """Mcp-Method / Mcp-Name must agree with the body the decision is made on."""
+    code = HEADER_MISMATCH if revision == REVISION_2026 else INVALID_REQUEST
+    method_header = headers("mcp-method")
+    if method_header is not None and decode_header_value(method_header) != message.method:
+        raise ProtocolError(code, "Mcp-Method header does not match the body's method", id=message.id)
+    name_header = headers("mcp-name")
+    if name_header is not None:
+        params = message.params or {}
+        target = params.get("name", params.get("uri"))
+        if decode_header_value(name_header) != target:
+            raise ProtocolError(code, "Mcp-Name header does not match the body", id=message.id)
+
+
+def status_for(code: int, revision: str | None) -> int:
+    """HTTP status of a locally answered error: 200 up to 2025-11-25; 2026-07-28 maps codes."""
+    if revision != REVISION_2026:
+        return 200
+    if code == -32601:
+        return 404
+    if code in (-32700, -32600, -32602) or -32099 <= code <= -32020:
+        return 400
+    return 500
+
+
+def denial(message_id: str | int | None, *, tool: str, text: str, code: int, data: dict[str, Any],
+           as_result: bool, revision: str | None) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON-RPC body) for a denied tools/call."""
+    if as_result:
+        result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
+        if revision == REVISION_2026:
+            result["resultType"] = "complete"
+        return 200, {"jsonrpc": "2.0", "id": message_id, "result": result}
+    return status_for(code, revision), error_body(message_id, code, text, data)
+
+
+def filter_tools(body: dict[str, Any], hidden: Callable[[str], bool]) -> bool:
+    """Drop hidden tools from a tools/list result in place; True if anything changed."""
+    result = body.get("result")
+    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        return False
+    tools = result["tools"]
+    kept = [t for t in tools if not (isinstance(t, dict) and isinstance(t.get("name"), str) and hidden(t["name"]))]
+    if len(kept) == len(tools):
+        return False
+    result["tools"] = kept
+    if "cacheScope" in result:  # 2026: a per-agent view must not be shared by caches
+        result["cacheScope"] = "private"
+    return True
