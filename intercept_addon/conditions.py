@@ -65,7 +65,7 @@ def resolve(arguments: Any, segments: tuple[str, ...]) -> Any:
             if seg not in current:
                 return MISSING
             current = current[seg]
-        elif isinstance(current, list) and seg.isdigit() and (seg == "0" or seg[0] != "0"):
+        elif isinstance(current, list) and seg.isascii() and seg.isdigit() and (seg == "0" or seg[0] != "0"):
             index = int(seg)
             if index >= len(current):
                 return MISSING

@@ -79,8 +79,8 @@ class CounterSpec:
         if isinstance(self.increment, Decimal):
             return self.increment
         value = resolve(call.arguments, self.increment)
-        if not is_number(value) or to_decimal(value) < 0:
-            return None  # a negative amount would refund a spend cap: refuse it
+        if not is_number(value) or not to_decimal(value).is_finite() or to_decimal(value) < 0:
+            return None  # a negative amount would refund a spend cap, an infinite one poison it
         return to_decimal(value)
 
 

@@ -59,8 +59,11 @@ def _raise(title: str, errors: list[InitErrorDetails]) -> None:
 
 
 def is_number(value: Any) -> bool:
-    """JSON/YAML numbers; bool is not a number here (True == 1 in Python)."""
-    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+    """JSON/YAML numbers; bool is not a number here (True == 1 in Python), nor is NaN (it
+    compares with nothing, and Decimal's ordering raises on it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return False
+    return not (value.is_nan() if isinstance(value, Decimal) else value != value)
 
 
 def compile_regex(pattern: str) -> Any:
@@ -281,9 +284,10 @@ class Rule(_Strict):
         try:
             rule = handler(data)
         except ValidationError as exc:
-            errors.extend(_reraise(exc))
+            errors.extend(_rate_limit_branch(err, data) for err in _reraise(exc))
         if isinstance(data, dict):
             errors.extend(_rule_shape_errors(data))
+        errors = [err for err in errors if err is not None]
         _raise("Rule", errors)
         return rule
 
@@ -323,6 +327,19 @@ def _reraise(exc: ValidationError) -> list[InitErrorDetails]:
                 details["ctx"] = err["ctx"]
             out.append(details)
     return out
+
+
+def _rate_limit_branch(err: InitErrorDetails, raw: Any) -> InitErrorDetails | None:
+    """``rate_limit`` is a string or a mapping: report the form the author wrote, at its own
+    field (``rate_limit.max``), not pydantic's union branches (``rate_limit.RateLimit.max``
+    beside a spurious "input should be a valid string")."""
+    loc = tuple(err["loc"])
+    if loc[:1] != ("rate_limit",) or len(loc) < 2 or loc[1] not in ("str", "RateLimit"):
+        return err
+    wrote_mapping = isinstance(raw, dict) and isinstance(raw.get("rate_limit"), dict)
+    if (loc[1] == "RateLimit") != wrote_mapping:
+        return None
+    return {**err, "loc": ("rate_limit", *loc[2:])}
 
 
 def _rule_shape_errors(raw: dict) -> list[InitErrorDetails]:
@@ -368,14 +385,34 @@ def _rule_shape_errors(raw: dict) -> list[InitErrorDetails]:
 
 
 
+def _valid_rules(raw_rules: Any) -> list[tuple[int, Rule]]:
+    """The rules of a raw list that are valid by themselves: cross-rule checks still judge them
+    when a sibling is invalid, so that every error is reported at once."""
+    out = []
+    for i, raw in enumerate(raw_rules if isinstance(raw_rules, list) else ()):
+        try:
+            out.append((i, Rule.model_validate(raw)))
+        except ValidationError:
+            pass
+    return out
+
+
 class ToolPolicy(_Strict):
     rules: list[Rule] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_counters(self) -> ToolPolicy:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _unique_counters(cls, data: Any, handler: Any) -> ToolPolicy:
+        errors: list[InitErrorDetails] = []
+        try:
+            tool = handler(data)
+            rules = list(enumerate(tool.rules))
+        except ValidationError as exc:
+            tool = None
+            errors.extend(_reraise(exc))
+            rules = _valid_rules(data.get("rules") if isinstance(data, dict) else None)
         seen: dict[str, int] = {}
-        errors = []
-        for i, rule in enumerate(self.rules):
+        for i, rule in rules:
             counter = rule.counter
             if counter is None:
                 continue
@@ -390,11 +427,11 @@ class ToolPolicy(_Strict):
             else:
                 seen[counter] = i
         _raise("ToolPolicy", errors)
-        return self
+        return tool
 
 
 class Policy(_Strict):
-    version: Any = None
+    version: Any = Field(default=None, validate_default=True)  # missing is an error too
     description: StrictStr | None = None
     default: Any = "allow"
     hide: list[StrictStr] = Field(default_factory=list)
@@ -403,11 +440,12 @@ class Policy(_Strict):
     @field_validator("version", mode="before")
     @classmethod
     def _version_one(cls, version: Any) -> str:
-        # Go's YAML decoder reads `version: 1` into a string too, so Intercept accepts it.
-        if version == 1 and not isinstance(version, bool):
+        # Go's YAML decoder reads `version: 1` into a string too, so Intercept accepts it
+        # (but not `1.0`, which it reads as the string "1.0").
+        if type(version) is int and version == 1:
             version = "1"
         if version != "1":
-            raise PydanticCustomError("policy", 'version must be "1", got "{v}"', {"v": version})
+            raise PydanticCustomError("policy", 'version must be "1", got "{v}"', {"v": _shown(version)})
         return version
 
     @field_validator("default", mode="before")
@@ -415,7 +453,7 @@ class Policy(_Strict):
     def _posture(cls, default: Any) -> str:
         if default not in ("allow", "deny"):
             raise PydanticCustomError(
-                "policy", 'default must be "allow" or "deny", got "{d}"', {"d": default}
+                "policy", 'default must be "allow" or "deny", got "{d}"', {"d": _shown(default)}
             )
         return default
 
@@ -450,13 +488,32 @@ class Policy(_Strict):
         _raise("tools", errors)
         return tools
 
-    @model_validator(mode="after")
-    def _state_references(self) -> Policy:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _state_references(cls, data: Any, handler: Any) -> Policy:
         """A condition on state.<ns>.<counter> must name a counter some rule keeps."""
-        kept = {(namespace_of(key, rule), rule.counter) for key, tool in self.tools.items() for rule in tool.rules}
-        errors = []
-        for key, tool in self.tools.items():
-            for i, rule in enumerate(tool.rules):
+        errors: list[InitErrorDetails] = []
+        try:
+            policy = handler(data)
+            tools = {key: list(enumerate(tool.rules)) for key, tool in policy.tools.items()}
+            kept = {(namespace_of(key, rule), rule.counter) for key, rules in tools.items() for _, rule in rules}
+        except ValidationError as exc:
+            # Judge the rules that are valid by themselves; a counter named by an invalid rule's
+            # state block still counts as kept (no second error for one mistake).
+            policy = None
+            errors.extend(_reraise(exc))
+            raw_tools = data.get("tools") if isinstance(data, dict) else None
+            raw_tools = {k: v for k, v in raw_tools.items() if isinstance(v, dict)} if isinstance(raw_tools, dict) else {}
+            tools = {key: _valid_rules(tool.get("rules")) for key, tool in raw_tools.items()}
+            kept = {(namespace_of(key, rule), rule.counter) for key, rules in tools.items() for _, rule in rules}
+            for key, tool in raw_tools.items():
+                for raw in tool.get("rules") if isinstance(tool.get("rules"), list) else ():
+                    state = raw.get("state") if isinstance(raw, dict) else None
+                    if isinstance(state, dict) and isinstance(state.get("counter"), str):
+                        ns = GLOBAL_NAMESPACE if key == "*" or raw.get("scope") == "global" else key
+                        kept.add((ns, state["counter"]))
+        for key, rules in tools.items():
+            for i, rule in rules:
                 for j, cond in enumerate(rule.conditions):
                     if not cond.path.startswith("state."):
                         continue
@@ -470,7 +527,16 @@ class Policy(_Strict):
                             )
                         )
         _raise("Policy", errors)
-        return self
+        return policy
+
+
+def _shown(value: Any) -> str:
+    """A scalar as the author wrote it in YAML (pydantic would print True as "1")."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def namespace_of(tool_key: str, rule: Rule) -> str:

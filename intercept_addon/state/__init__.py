@@ -11,10 +11,25 @@ Two kinds of window:
 
 from __future__ import annotations
 
+import decimal
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, Protocol, Sequence
+from typing import Iterable, Literal, Protocol, Sequence
+
+
+# Counter arithmetic is exact: Decimal's default context rounds to 28 significant digits, so
+# a spend cap on large amounts (token base units, say) would silently stop counting. Only a
+# sum past 10,000 digits rounds, and then by less than 1e-9999 of the total. Overflow cannot
+# happen at this exponent range; a NaN never reaches a store (the engine refuses it).
+COUNTING = decimal.Context(prec=10_000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
+def total_of(amounts: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for amount in amounts:
+        total = COUNTING.add(total, amount)
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +107,10 @@ def calendar_retry(window: Window, now: float) -> float:
 
 def sliding_retry(req: CounterRequest, entries: Sequence[tuple[float, Decimal]], now: float) -> float:
     """Seconds until enough of the oldest entries expire for ``req`` to fit."""
-    total = sum((a for _, a in entries), Decimal(0))
+    total = total_of(a for _, a in entries)
     for ts, amount in sorted(entries):
-        total -= amount
-        if req.fits(total + req.amount):
+        total = COUNTING.subtract(total, amount)
+        if req.fits(COUNTING.add(total, req.amount)):
             return max(ts + req.window.seconds - now, 0.001)
     return float(req.window.seconds)  # the amount alone exceeds the limit
 

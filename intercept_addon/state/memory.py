@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Sequence
 
 from . import (
+    COUNTING,
     Applied,
     CounterRequest,
     Reservation,
@@ -15,6 +16,7 @@ from . import (
     Window,
     calendar_retry,
     sliding_retry,
+    total_of,
 )
 
 SWEEP_EVERY = 1024  # reserves between sweeps of expired keys (session ids come from clients)
@@ -38,20 +40,20 @@ class MemoryStore:
         horizon = now - window.seconds
         while log and log[0][0] <= horizon:
             log.popleft()
-        return sum((a for _, a, _ in log), Decimal(0))
+        return total_of(a for _, a, _ in log)
 
     async def reserve(self, requests: Sequence[CounterRequest], now: float) -> ReserveOutcome:
         self._maybe_sweep(now)
         totals = [self._total(r.key, r.window, now) for r in requests]
         for i, (req, total) in enumerate(zip(requests, totals)):
-            if not req.fits(total + req.amount):
+            if not req.fits(COUNTING.add(total, req.amount)):
                 return ReserveOutcome(ok=False, denied=i, retry_after=self._retry(req, now))
         reservation = Reservation()
         for req, total in zip(requests, totals):
             w = req.window
             if w.kind == "calendar":
                 start = w.start(now)
-                self._buckets[(req.key, w.seconds)] = (start, total + req.amount)
+                self._buckets[(req.key, w.seconds)] = (start, COUNTING.add(total, req.amount))
                 reservation.applied.append(Applied(req.key, w, start, "", req.amount))
             else:
                 entry = str(next(self._ids))
@@ -77,7 +79,7 @@ class MemoryStore:
             if a.window.kind == "calendar":
                 start, total = self._buckets.get(slot, (None, Decimal(0)))
                 if start == a.bucket:  # the window it counted in may already be over
-                    self._buckets[slot] = (start, max(total - a.amount, Decimal(0)))
+                    self._buckets[slot] = (start, max(COUNTING.subtract(total, a.amount), Decimal(0)))
             else:
                 log = self._logs.get(slot)
                 if log:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import (
+    COUNTING,
     Applied,
     CounterRequest,
     Reservation,
@@ -23,6 +24,7 @@ from . import (
     Window,
     calendar_retry,
     sliding_retry,
+    total_of,
 )
 
 SCHEMA = """
@@ -65,7 +67,7 @@ class SqliteStore:
             "SELECT amount FROM sliding WHERE key=? AND seconds=? AND ts>?",
             (key, window.seconds, now - window.seconds),
         ).fetchall()
-        return sum((Decimal(a) for (a,) in rows), Decimal(0))
+        return total_of(Decimal(a) for (a,) in rows)
 
     def _transaction(self, work):  # type: ignore[no-untyped-def]
         try:
@@ -85,7 +87,7 @@ class SqliteStore:
             self._maybe_sweep(now)
             totals = [self._total(r.key, r.window, now) for r in requests]
             for i, (req, total) in enumerate(zip(requests, totals)):
-                if not req.fits(total + req.amount):
+                if not req.fits(COUNTING.add(total, req.amount)):
                     return ReserveOutcome(ok=False, denied=i, retry_after=self._retry(req, now))
             reservation = Reservation()
             for req, total in zip(requests, totals):
@@ -94,7 +96,7 @@ class SqliteStore:
                     start = w.start(now)
                     self._db.execute(
                         "INSERT OR REPLACE INTO calendar (key, seconds, start, total) VALUES (?,?,?,?)",
-                        (req.key, w.seconds, start, str(total + req.amount)),
+                        (req.key, w.seconds, start, str(COUNTING.add(total, req.amount))),
                     )
                     reservation.applied.append(Applied(req.key, w, start, "", req.amount))
                 else:
@@ -135,7 +137,7 @@ class SqliteStore:
                     (a.key, a.window.seconds, int(a.bucket)),
                 ).fetchone()
                 if row:
-                    total = max(Decimal(row[0]) - a.amount, Decimal(0))
+                    total = max(COUNTING.subtract(Decimal(row[0]), a.amount), Decimal(0))
                     self._db.execute(
                         "UPDATE calendar SET total=? WHERE key=? AND seconds=? AND start=?",
                         (str(total), a.key, a.window.seconds, int(a.bucket)),

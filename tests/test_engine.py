@@ -1,0 +1,739 @@
+"""The rule engine end to end, with an injected clock (never a sleep), on both stores."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intercept_addon.engine import Call, Decision, Engine
+from intercept_addon.policy_file import load_policy, parse_policy
+from intercept_addon.state import StoreError
+from intercept_addon.state.memory import MemoryStore
+from intercept_addon.state.sqlite import SqliteStore
+
+COMPAT = Path(__file__).resolve().parents[2] / "shared" / "compat" / "intercept-policies"
+
+DAY0 = 1_700_000_000 // 86400 * 86400  # midnight UTC
+HOUR0 = DAY0 + 10 * 3600  # 10:00:00 UTC
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, t: float) -> None:
+        self.t = float(t)
+
+    def __call__(self) -> float:
+        return self.t
+
+    def set(self, t: float) -> None:
+        self.t = float(t)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path):
+    s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "counters.db")
+    yield s
+    await s.close()
+
+
+def make(text: str, clock: Clock) -> Engine:
+    return Engine(parse_policy(textwrap.dedent(text), "policy.yaml"), clock=clock)
+
+
+async def call(engine: Engine, store: Any, tool: str, args: dict[str, Any] | None = None,
+               session: str = "s1", *, commit: bool = True) -> Decision:
+    decision = await engine.evaluate(Call(session, tool, args or {}), store)
+    if decision.allowed and decision.reservation is not None and commit:
+        await store.commit(decision.reservation)
+    return decision
+
+
+async def value(engine: Engine, store: Any, namespace: str, counter: str, session: str = "s1") -> Decimal:
+    spec = engine.counter(namespace, counter)
+    assert spec is not None, f"no counter {namespace}.{counter}"
+    return await store.value(spec.key(Call(session, "", {})), spec.window, engine.clock())
+
+
+def retry_in(decision: Decision) -> int:
+    """The retry_after a rate-limit denial reports, checked against its message."""
+    assert not decision.allowed and decision.kind == "rate_limit", decision
+    assert decision.retry_after is not None and decision.retry_after > 0
+    assert decision.message.endswith(f"Retry after {decision.retry_after} s."), decision.message
+    return decision.retry_after
+
+
+# -- the catalogue's sliding window ----------------------------------------------------------
+
+SORA = """\
+    version: "1"
+    tools:
+      sora_generate_video_from_image:
+        rules:
+          - name: image-to-video rate limit
+            action: allow
+            rate_limit: {max: 30, window: 60}
+            reason: "Image-to-video is limited to 30 calls per minute per session"
+    """
+
+
+async def test_catalogue_30_per_60_seconds(store):
+    clock = Clock(HOUR0 + 7.25)
+    engine = make(SORA, clock)
+    tool = "sora_generate_video_from_image"
+    for _ in range(30):
+        d = await call(engine, store, tool)
+        assert d.allowed and d.kind == "allow" and d.reservation is not None
+        clock.advance(0.125)  # binary-exact steps: 30 calls over 3.75 s
+
+    denied = await call(engine, store, tool)
+    assert denied.rule == "image-to-video rate limit"
+    assert 0 < denied.retry_after <= 60
+    assert retry_in(denied) == 57  # the first call (3.75 s ago) leaves the window in 56.25 s
+    assert denied.message == (
+        "Image-to-video is limited to 30 calls per minute per session. Retry after 57 s."
+    )
+
+    # Another agent session has its own window.
+    for _ in range(30):
+        assert (await call(engine, store, tool, session="s2")).allowed
+    assert not (await call(engine, store, tool, session="s2")).allowed
+
+    # 60 s after the first call it has left the window: exactly one call fits again.
+    clock.set(HOUR0 + 7.25 + 60)
+    assert (await call(engine, store, tool)).allowed
+    again = await call(engine, store, tool)
+    assert retry_in(again) == 1  # the second call leaves at +60.125 s
+
+
+async def test_catalogue_default_message(store):
+    clock = Clock(HOUR0)
+    engine = make("""\
+        version: "1"
+        tools:
+          t:
+            rules:
+              - {action: allow, rate_limit: {max: 1, window: 90s}}
+        """, clock)
+    assert (await call(engine, store, "t")).allowed
+    d = await call(engine, store, "t")
+    assert d.rule == "t.rules[0]"
+    assert d.message == "Rate limit of 1 calls per 90 s reached for t. Retry after 90 s."
+
+
+async def test_sliding_window_frees_calls_one_by_one(store):
+    clock = Clock(HOUR0 + 1800)  # the middle of an hour: nothing calendar-aligned about it
+    t0 = clock.t
+    engine = make("""\
+        version: "1"
+        tools:
+          t:
+            rules:
+              - {name: three a minute, action: allow, rate_limit: {max: 3, window: 60}}
+        """, clock)
+
+    async def at(offset: float) -> Decision:
+        clock.set(t0 + offset)
+        return await call(engine, store, "t")
+
+    for offset in (0, 10, 20):
+        assert (await at(offset)).allowed
+    assert retry_in(await at(30)) == 30
+    assert retry_in(await at(59.5)) == 1
+    assert (await at(60)).allowed  # the call at 0 left
+    assert retry_in(await at(61)) == 9  # the call at 10 leaves at 70
+    assert (await at(70)).allowed
+    assert (await at(80)).allowed
+    assert retry_in(await at(81)) == 39  # window now holds 60, 70, 80
+    assert (await at(120)).allowed  # denied calls consumed nothing
+    assert retry_in(await at(121)) == 9
+
+
+# -- Intercept's calendar windows -------------------------------------------------------------
+
+
+async def test_intercept_rate_limit_5_per_hour_is_calendar_aligned(store):
+    clock = Clock(HOUR0 + 1000)
+    engine = Engine(load_policy(COMPAT / "testdata_valid_policy.yaml"), clock=clock)
+    for i in range(5):
+        assert (await call(engine, store, "create_issue", session=f"agent-{i}")).allowed
+        clock.advance(1)
+    denied = await call(engine, store, "create_issue")
+    # Intercept's counters belong to the tool, not to a session; the window ends at 11:00 UTC.
+    assert denied.rule == "hourly issue limit"
+    assert retry_in(denied) == 3600 - 1005
+    assert denied.message == f"Hourly limit of 5 new issues reached. Retry after {3600 - 1005} s."
+    assert not (await call(engine, store, "create_issue", session="another")).allowed
+
+    clock.set(HOUR0 + 3599)
+    assert retry_in(await call(engine, store, "create_issue")) == 1
+
+    clock.set(HOUR0 + 3600)  # top of the hour: a fresh bucket, not a sliding window
+    for _ in range(5):
+        assert (await call(engine, store, "create_issue")).allowed
+    assert retry_in(await call(engine, store, "create_issue")) == 3600
+
+
+async def test_intercept_rate_limit_default_message(store):
+    clock = Clock(HOUR0 + 59 * 60)
+    engine = make("""\
+        version: "1"
+        tools:
+          t:
+            rules:
+              - {name: per minute, rate_limit: 2/minute}
+        """, clock)
+    assert (await call(engine, store, "t")).allowed
+    assert (await call(engine, store, "t")).allowed
+    d = await call(engine, store, "t")
+    assert d.message == "Rate limit of 2 calls per minute reached for t. Retry after 60 s."
+    clock.advance(59.999)
+    assert retry_in(await call(engine, store, "t")) == 1
+    clock.advance(0.001)
+    assert (await call(engine, store, "t")).allowed
+
+
+@pytest.mark.parametrize(("op", "allowed"), [("lt", 59), ("lte", 60)])
+async def test_star_rule_with_global_counter_across_tools(store, op: str, allowed: int):
+    clock = Clock(HOUR0 + 5)
+    engine = make(f"""\
+        version: "1"
+        tools:
+          "*":
+            rules:
+              - name: global rate limit
+                conditions:
+                  - {{path: state._global.calls_per_minute, op: {op}, value: 60}}
+                on_deny: "Rate limit: maximum 60 tool calls per minute"
+                state: {{counter: calls_per_minute, window: minute}}
+        """, clock)
+    tools = ["list_issues", "get_issue", "create_issue"]
+    for i in range(allowed):
+        assert (await call(engine, store, tools[i % 3], session=f"s{i % 7}")).allowed, i
+    denied = await call(engine, store, "brand_new_tool")
+    assert denied.rule == "global rate limit"
+    assert retry_in(denied) == 55
+    assert denied.message == "Rate limit: maximum 60 tool calls per minute. Retry after 55 s."
+    assert await value(engine, store, "_global", "calls_per_minute") == allowed
+    clock.set(HOUR0 + 60)
+    assert (await call(engine, store, "list_issues")).allowed
+
+
+async def test_compat_valid_policy_star_counter(store):
+    clock = Clock(HOUR0)
+    engine = Engine(load_policy(COMPAT / "testdata_valid_policy.yaml"), clock=clock)
+    for i in range(59):  # lt 60: the total after the call must stay below 60
+        assert (await call(engine, store, f"tool_{i}")).allowed
+    assert (await call(engine, store, "tool_x")).message.startswith("Rate limit: maximum 60 tool calls per minute")
+
+
+# -- scopes ----------------------------------------------------------------------------------
+
+SCOPES = """\
+    version: "1"
+    tools:
+      per_session:
+        rules: [{action: allow, rate_limit: {max: 2, window: 60}}]
+      per_tool:
+        rules: [{action: allow, rate_limit: {max: 2, window: 60}, scope: tool}]
+      other_tool:
+        rules: [{action: allow, rate_limit: {max: 2, window: 60}, scope: tool}]
+      shared_a:
+        rules: [{action: allow, rate_limit: {max: 3, window: 60}, scope: global}]
+      shared_b:
+        rules: [{action: allow, rate_limit: {max: 3, window: 60}, scope: global}]
+      send_email:
+        rules:
+          - name: outbound budget
+            conditions: [{path: state._global.outbound, op: lte, value: 3}]
+            state: {counter: outbound, window: hour}
+            scope: global
+      send_sms:
+        rules:
+          - name: outbound budget
+            conditions: [{path: state._global.outbound, op: lte, value: 3}]
+            state: {counter: outbound, window: hour}
+            scope: global
+    """
+
+
+async def test_scope_session(store):
+    engine = make(SCOPES, Clock(HOUR0))
+    assert (await call(engine, store, "per_session", session="a")).allowed
+    assert (await call(engine, store, "per_session", session="a")).allowed
+    assert not (await call(engine, store, "per_session", session="a")).allowed
+    assert (await call(engine, store, "per_session", session="b")).allowed
+
+
+async def test_scope_tool(store):
+    engine = make(SCOPES, Clock(HOUR0))
+    assert (await call(engine, store, "per_tool", session="a")).allowed
+    assert (await call(engine, store, "per_tool", session="b")).allowed
+    assert not (await call(engine, store, "per_tool", session="c")).allowed
+    # Same counter name, other tool: its own counter.
+    assert (await call(engine, store, "other_tool", session="c")).allowed
+
+
+async def test_scope_global_shared_across_tools(store):
+    engine = make(SCOPES, Clock(HOUR0))
+    assert (await call(engine, store, "shared_a", session="a")).allowed
+    assert (await call(engine, store, "shared_b", session="b")).allowed
+    assert (await call(engine, store, "shared_a", session="c")).allowed
+    d = await call(engine, store, "shared_b", session="d")
+    assert not d.allowed and d.kind == "rate_limit"
+    # Tool-scoped counters of the same name are untouched.
+    assert (await call(engine, store, "per_tool")).allowed
+
+
+async def test_scope_global_intercept_state_counter(store):
+    engine = make(SCOPES, Clock(HOUR0 + 600))
+    for tool in ("send_email", "send_sms", "send_email"):
+        assert (await call(engine, store, tool)).allowed
+    d = await call(engine, store, "send_sms", session="elsewhere")
+    assert d.rule == "outbound budget" and retry_in(d) == 3000
+    assert await value(engine, store, "_global", "outbound") == 3
+
+
+# -- increment_from spend caps ---------------------------------------------------------------
+
+
+async def test_spend_cap_lt_exactly_as_intercept(store):
+    clock = Clock(DAY0 + 3600)
+    engine = Engine(load_policy(COMPAT / "testdata_valid_policy.yaml"), clock=clock)
+
+    async def charge(amount: Any, currency: str = "usd") -> Decision:
+        return await call(engine, store, "create_charge", {"amount": amount, "currency": currency})
+
+    for _ in range(19):
+        assert (await charge(50000)).allowed
+    assert (await charge(49999)).allowed  # total 999,999 < 1,000,000
+    assert await value(engine, store, "create_charge", "daily_spend") == 999_999
+    denied = await charge(1)  # total would be 1,000,000: not < 1,000,000
+    assert denied.rule == "daily spend cap"
+    assert retry_in(denied) == 86400 - 3600  # midnight UTC
+    assert denied.message == "Daily spending cap of $10,000.00 reached. Retry after 82800 s."
+    assert (await charge(0)).allowed
+
+    # Calls denied by another rule consume nothing.
+    assert (await charge(60000)).rule == "max single charge"
+    assert (await charge(1, "gbp")).rule == "allowed currencies"
+    assert await value(engine, store, "create_charge", "daily_spend") == 999_999
+
+    clock.set(DAY0 + 86400)  # the next UTC day
+    assert (await charge(50000)).allowed
+    assert await value(engine, store, "create_charge", "daily_spend") == 50000
+
+
+SPEND = """\
+    version: "1"
+    tools:
+      pay:
+        rules:
+          - name: cap
+            conditions: [{{path: state.pay.spent, op: {op}, value: {limit}}}]
+            state: {{counter: spent, window: day, increment_from: {source}}}
+    """
+
+
+def spend_engine(op: str, limit: Any, clock: Clock, source: str = "args.amount") -> Engine:
+    return make(SPEND.format(op=op, limit=limit, source=source), clock)
+
+
+async def test_spend_cap_lte_reaches_the_limit(store):
+    engine = spend_engine("lte", 1000, Clock(DAY0))
+    assert (await call(engine, store, "pay", {"amount": 1000})).allowed
+    assert (await call(engine, store, "pay", {"amount": 0})).allowed
+    assert not (await call(engine, store, "pay", {"amount": 1})).allowed
+    assert await value(engine, store, "pay", "spent") == 1000
+
+
+async def test_spend_cap_single_amount_over_the_limit(store):
+    engine = spend_engine("lt", 100, Clock(DAY0 + 10))
+    d = await call(engine, store, "pay", {"amount": 100})
+    assert d.kind == "rate_limit" and retry_in(d) == 86390
+    assert (await call(engine, store, "pay", {"amount": 99})).allowed
+
+
+@pytest.mark.parametrize(
+    "args",
+    [{"amount": -1}, {"amount": -0.01}, {}, {"amount": None}, {"amount": "10"}, {"amount": True},
+     {"amount": [10]}, {"amount": {"value": 10}}, {"amount": float("nan")}, {"amount": float("inf")},
+     {"amount": Decimal("NaN")}, {"amount": Decimal("Infinity")}, {"other": 5}],
+    ids=repr,
+)
+async def test_spend_cap_refuses_bad_amounts(store, args: dict[str, Any]):
+    engine = spend_engine("lt", 100, Clock(DAY0))
+    d = await call(engine, store, "pay", args)
+    assert (d.allowed, d.kind, d.rule) == (False, "condition", "cap")
+    assert d.message == "Invalid arguments for pay: args.amount must be a non-negative number"
+    assert await value(engine, store, "pay", "spent") == 0
+    assert (await call(engine, store, "pay", {"amount": 10})).allowed
+    assert await value(engine, store, "pay", "spent") == 10
+
+
+async def test_spend_cap_nested_increment_path(store):
+    engine = spend_engine("lte", 10, Clock(DAY0), source="args.charge.lines.0.amount")
+    assert (await call(engine, store, "pay", {"charge": {"lines": [{"amount": 7}]}})).allowed
+    assert not (await call(engine, store, "pay", {"charge": {"lines": [{"amount": 4}]}})).allowed
+    d = await call(engine, store, "pay", {"charge": {"lines": []}})
+    assert d.message == "Invalid arguments for pay: args.charge.lines.0.amount must be a non-negative number"
+
+
+@pytest.mark.parametrize("parse", ["decimal", "float"])
+async def test_spend_cap_has_no_binary_fraction_surprises(store, parse: str):
+    engine = spend_engine("lte", 0.3, Clock(DAY0))
+
+    def args(amount: str) -> dict[str, Any]:
+        text = f'{{"amount": {amount}}}'
+        return json.loads(text, parse_float=Decimal) if parse == "decimal" else json.loads(text)
+
+    assert (await call(engine, store, "pay", args("0.1"))).allowed
+    assert (await call(engine, store, "pay", args("0.2"))).allowed  # 0.1 + 0.2 <= 0.3, exactly
+    assert await value(engine, store, "pay", "spent") == Decimal("0.3")
+    assert not (await call(engine, store, "pay", args("0.000001"))).allowed
+
+
+async def test_spend_cap_counts_large_amounts_exactly(store):
+    """Token base units overflow Decimal's default 28 digits: a rounded sum would stop counting
+    and let spending past the cap."""
+    limit = 10**29
+    engine = spend_engine("lte", limit, Clock(DAY0))
+    assert (await call(engine, store, "pay", {"amount": limit - 1})).allowed
+    assert (await call(engine, store, "pay", {"amount": 1})).allowed
+    assert await value(engine, store, "pay", "spent") == limit
+    assert not (await call(engine, store, "pay", {"amount": 1})).allowed
+    assert await value(engine, store, "pay", "spent") == limit
+
+
+# -- reserve, commit, rollback ---------------------------------------------------------------
+
+
+async def test_rollback_returns_quota_and_commit_keeps_it(store):
+    engine = make("""\
+        version: "1"
+        tools:
+          gen:
+            rules: [{action: allow, rate_limit: {max: 1, window: 60}}]
+        """, Clock(HOUR0))
+    first = await call(engine, store, "gen", commit=False)
+    assert first.allowed and first.reservation is not None and not first.reservation.settled
+    assert not (await call(engine, store, "gen")).allowed  # reserved, not yet settled
+    await store.rollback(first.reservation)  # upstream failed
+    assert first.reservation.settled
+    await store.rollback(first.reservation)  # idempotent: returns nothing twice
+
+    second = await call(engine, store, "gen", commit=False)
+    assert second.allowed
+    await store.commit(second.reservation)
+    await store.rollback(second.reservation)  # too late: committed
+    assert not (await call(engine, store, "gen")).allowed
+
+
+async def test_rollback_of_a_spend(store):
+    engine = spend_engine("lt", 1000, Clock(DAY0 + 50))
+    big = await call(engine, store, "pay", {"amount": 600}, commit=False)
+    assert big.allowed
+    assert not (await call(engine, store, "pay", {"amount": 500})).allowed
+    await store.rollback(big.reservation)
+    assert await value(engine, store, "pay", "spent") == 0
+    assert (await call(engine, store, "pay", {"amount": 900})).allowed
+    assert await value(engine, store, "pay", "spent") == 900
+
+
+async def test_counters_of_one_call_are_reserved_atomically(store):
+    engine = make("""\
+        version: "1"
+        tools:
+          transfer:
+            rules:
+              - name: count
+                conditions: [{path: state.transfer.calls, op: lte, value: 100}]
+                state: {counter: calls, window: day}
+              - name: volume
+                conditions: [{path: state.transfer.volume, op: lte, value: 10}]
+                state: {counter: volume, window: day, increment_from: args.amount}
+        """, Clock(DAY0))
+    assert (await call(engine, store, "transfer", {"amount": 6})).allowed
+    d = await call(engine, store, "transfer", {"amount": 5})
+    assert (d.allowed, d.kind, d.rule) == (False, "rate_limit", "volume")
+    assert await value(engine, store, "transfer", "calls") == 1  # not incremented by the denied call
+    assert await value(engine, store, "transfer", "volume") == 6
+    assert (await call(engine, store, "transfer", {"amount": 4})).allowed
+    assert await value(engine, store, "transfer", "calls") == 2
+
+
+async def test_star_counter_full_leaves_tool_counter_untouched(store):
+    engine = make("""\
+        version: "1"
+        tools:
+          a:
+            rules: [{name: hourly, rate_limit: 5/hour}]
+          "*":
+            rules: [{name: global, rate_limit: 2/minute}]
+        """, Clock(HOUR0))
+    assert (await call(engine, store, "a")).allowed
+    assert (await call(engine, store, "b")).allowed
+    d = await call(engine, store, "a")
+    assert d.rule == "global"
+    assert await value(engine, store, "a", "_rate_hour") == 1
+    assert await value(engine, store, "_global", "_rate_minute") == 2
+
+
+async def test_allowed_call_without_counters_has_no_reservation(store):
+    engine = make('version: "1"\ntools: {}\n', Clock(0))
+    d = await call(engine, store, "anything")
+    assert (d.allowed, d.kind, d.reservation) == (True, "allow", None)
+
+
+# -- hide, default deny, precedence ----------------------------------------------------------
+
+HIDE = """\
+    version: "1"
+    hide:
+      - delete_repository
+      - "*_webhook*"
+    tools:
+      delete_repository:
+        rules: []
+    """
+
+
+@pytest.mark.parametrize("tool", ["delete_repository", "create_webhook", "delete_webhook_secret", "a_webhook"])
+async def test_hidden_tools_are_unknown(store, tool: str):
+    d = await call(make(HIDE, Clock(0)), store, tool)
+    assert (d.allowed, d.kind, d.rule) == (False, "hidden", "(hidden)")
+    assert d.message == f"Unknown tool: {tool}"
+
+
+@pytest.mark.parametrize("tool", ["webhook", "webhooks_list", "Delete_Repository", "delete_repository2", "create_WEBHOOK"])
+async def test_not_hidden(store, tool: str):
+    assert (await call(make(HIDE, Clock(0)), store, tool)).allowed
+
+
+async def test_hide_star_hides_everything(store):
+    engine = make('version: "1"\nhide: ["*"]\ntools:\n  read_file: {rules: []}\n', Clock(0))
+    for tool in ("read_file", "x", ""):
+        assert (await call(engine, store, tool)).kind == "hidden"
+
+
+async def test_hidden_before_default_deny(store):
+    engine = make('version: "1"\ndefault: deny\nhide: [secret]\ntools: {}\n', Clock(0))
+    assert (await call(engine, store, "secret")).kind == "hidden"
+    assert (await call(engine, store, "other")).kind == "default_deny"
+
+
+async def test_default_deny_compat_fixture(store):
+    clock = Clock(HOUR0)
+    engine = Engine(load_policy(COMPAT / "testdata_default_deny_policy.yaml"), clock=clock)
+    assert (await call(engine, store, "read_file")).allowed
+    assert (await call(engine, store, "create_issue")).allowed
+    d = await call(engine, store, "delete_customer")
+    assert (d.kind, d.rule, d.message) == ("deny", "block destructive action", "Customer deletion is not permitted")
+    d = await call(engine, store, "write_file")
+    assert (d.allowed, d.kind, d.rule) == (False, "default_deny", "(default deny)")
+    assert d.message == 'Tool "write_file" is not permitted by policy'
+    # "*" rules apply to listed tools (60/minute, lte) but do not rescue unlisted ones.
+    for _ in range(58):
+        assert (await call(engine, store, "read_file")).allowed
+    d = await call(engine, store, "read_file")
+    assert d.rule == "global rate limit" and retry_in(d) == 60
+    assert (await call(engine, store, "write_file")).kind == "default_deny"
+
+
+async def test_default_deny_with_globs(store):
+    engine = make("""\
+        version: "1"
+        default: deny
+        tools:
+          get_*: {rules: []}
+          list_?: {rules: []}
+          "*": {rules: []}
+        """, Clock(0))
+    for tool in ("get_issue", "get_", "list_a"):
+        assert (await call(engine, store, tool)).allowed, tool
+    for tool in ("getx", "list_ab", "GET_issue", "Get_issue", "list_", "x_get_issue"):
+        assert (await call(engine, store, tool)).kind == "default_deny", tool
+
+
+PRECEDENCE = """\
+    version: "1"
+    tools:
+      "*":
+        rules:
+          - {name: star needs org, conditions: [{path: args.org, op: exists, value: true}]}
+      "c*":
+        rules:
+          - {name: broad glob needs repo, conditions: [{path: args.repo, op: exists, value: true}]}
+      "create_*":
+        rules:
+          - {name: glob needs title, conditions: [{path: args.title, op: exists, value: true}]}
+      create_issue:
+        rules:
+          - {name: exact needs body, conditions: [{path: args.body, op: exists, value: true}]}
+      "a_*":
+        rules: [{action: deny, reason: "a_* first in the file"}]
+      "*_b":
+        rules: [{action: deny, reason: "*_b second"}]
+      "*_repo":
+        rules: [{action: deny, reason: "glob says no"}]
+      delete_repo:
+        rules: [{name: exact no, action: deny, on_deny: "exact says no"}]
+    """
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "rule"),
+    [
+        ("create_issue", {}, "exact needs body"),
+        ("create_issue", {"body": 1}, "glob needs title"),  # more specific glob first, whatever the file order
+        ("create_issue", {"body": 1, "title": 1}, "broad glob needs repo"),
+        ("create_issue", {"body": 1, "title": 1, "repo": 1}, "star needs org"),
+        ("create_issue", {"body": 1, "title": 1, "repo": 1, "org": 1}, None),
+        ("create_pr", {}, "glob needs title"),
+        ("create_pr", {"title": 1, "repo": 1, "org": 1}, None),
+        ("close_issue", {}, "broad glob needs repo"),
+        ("delete_issue", {}, "star needs org"),
+        ("delete_issue", {"org": 1}, None),
+        ("a_b", {"org": 1}, "a_*.rules[0]"),  # equally specific globs: file order
+        ("x_b", {"org": 1}, "*_b.rules[0]"),
+        ("delete_repo", {"org": 1}, "exact no"),
+        ("archive_repo", {"org": 1}, "*_repo.rules[0]"),
+    ],
+)
+async def test_exact_glob_and_star_all_apply_in_precedence(store, tool: str, args: dict, rule: str | None):
+    d = await call(make(PRECEDENCE, Clock(0)), store, tool, args)
+    assert d.rule == rule
+    assert d.allowed is (rule is None)
+
+
+async def test_deny_messages(store):
+    engine = make(PRECEDENCE, Clock(0))
+    assert (await call(engine, store, "delete_repo")).message == "exact says no"
+    assert (await call(engine, store, "archive_repo", {"org": 1})).message == "glob says no"
+    engine = make("""\
+        version: "1"
+        tools:
+          drop_table:
+            rules: [{name: block, action: deny}]
+        """, Clock(0))
+    d = await call(engine, store, "drop_table")
+    assert (d.kind, d.rule) == ("deny", "block")
+    assert d.message == 'Tool "drop_table" is blocked by policy (rule "block")'
+
+
+async def test_deny_rule_stops_before_counters(store):
+    engine = make("""\
+        version: "1"
+        tools:
+          t:
+            rules:
+              - {name: hourly, rate_limit: 5/hour}
+              - {name: block, action: deny}
+        """, Clock(HOUR0))
+    assert (await call(engine, store, "t")).rule == "block"
+    assert await value(engine, store, "t", "_rate_hour") == 0
+
+
+async def test_tool_names_are_compared_exactly(store):
+    allow = make("""\
+        version: "1"
+        tools:
+          create_issue:
+            rules: [{name: block, action: deny}]
+        """, Clock(0))
+    assert not (await call(allow, store, "create_issue")).allowed
+    for tool in ("Create_Issue", "CREATE_ISSUE", "create_issue ", " create_issue", "create-issue", "create_issuе"):
+        assert (await call(allow, store, tool)).allowed, tool  # (the last one has a Cyrillic e)
+    deny = make('version: "1"\ndefault: deny\ntools:\n  read_file: {rules: []}\n', Clock(0))
+    assert (await call(deny, store, "read_file")).allowed
+    assert (await call(deny, store, "Read_File")).kind == "default_deny"
+
+
+# -- hot reload, errors ----------------------------------------------------------------------
+
+RELOAD = """\
+    version: "1"
+    description: {description}
+    tools:
+      gen:
+        rules: [{{action: allow, rate_limit: {{max: {max}, window: 60}}}}]
+      create_issue:
+        rules: [{{name: hourly, rate_limit: {hourly}/hour}}]
+    """
+
+
+async def test_new_engine_from_changed_policy_keeps_counters(store):
+    clock = Clock(HOUR0 + 30)
+    old = make(RELOAD.format(description="v1", max=3, hourly=5), clock)
+    for _ in range(3):
+        assert (await call(old, store, "gen")).allowed
+    for _ in range(5):
+        assert (await call(old, store, "create_issue")).allowed
+    assert not (await call(old, store, "gen")).allowed
+
+    raised = make(RELOAD.format(description="v2", max=5, hourly=7), clock)
+    assert (await call(raised, store, "gen")).allowed
+    assert (await call(raised, store, "gen")).allowed
+    assert not (await call(raised, store, "gen")).allowed  # 5 in the window: the 3 from before count
+    assert (await call(raised, store, "create_issue")).allowed
+    assert (await call(raised, store, "create_issue")).allowed
+    assert not (await call(raised, store, "create_issue")).allowed
+
+    lowered = make(RELOAD.format(description="v3", max=2, hourly=1), clock)
+    assert not (await call(lowered, store, "gen")).allowed
+    assert not (await call(lowered, store, "create_issue")).allowed
+    assert (await call(lowered, store, "gen", session="fresh")).allowed
+
+
+class BrokenStore(MemoryStore):
+    async def reserve(self, requests, now):  # type: ignore[override]
+        raise StoreError("disk on fire")
+
+    async def value(self, key, window, now):  # type: ignore[override]
+        raise StoreError("disk on fire")
+
+
+async def test_unavailable_state_fails_closed():
+    engine = make("""\
+        version: "1"
+        tools:
+          a:
+            rules: [{name: hourly, rate_limit: 5/hour}]
+          b:
+            rules:
+              - name: reads a counter
+                conditions: [{path: state.a._rate_hour, op: lt, value: 3}]
+          c:
+            rules: []
+        """, Clock(HOUR0))
+    for tool in ("a", "b"):
+        d = await engine.evaluate(Call("s", tool, {}), BrokenStore())
+        assert (d.allowed, d.kind) == (False, "error")
+        assert "disk on fire" in d.message
+    assert (await engine.evaluate(Call("s", "c", {}), BrokenStore())).allowed  # no state needed
+
+
+async def test_condition_reading_another_tools_counter(store):
+    engine = make("""\
+        version: "1"
+        tools:
+          write:
+            rules: [{name: hourly writes, rate_limit: 10/hour}]
+          publish:
+            rules:
+              - name: only after a few writes
+                conditions: [{path: state.write._rate_hour, op: gte, value: 2}]
+        """, Clock(HOUR0))
+    assert (await call(engine, store, "publish")).rule == "only after a few writes"
+    await call(engine, store, "write")
+    await call(engine, store, "write")
+    assert (await call(engine, store, "publish")).allowed
+    assert await value(engine, store, "write", "_rate_hour") == 2  # reading does not count
