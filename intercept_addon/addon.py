@@ -19,9 +19,10 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net import encoding
 
-from . import jsonrpc, mcp
+from . import jsonrpc, legacy, mcp
 from .engine import Call, Decision, Engine
 from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, Message, ProtocolError
+from .legacy import LegacyStream
 from .policy_file import PolicyError, load_policy
 from .sse import SseEvent, SseRewriter, detect_newline, format_event
 from .state import Reservation, Store, open_store
@@ -55,6 +56,8 @@ class InterceptAddon:
         self.engine: Engine | None = None
         self.store: Store | None = None
         self.tracked: dict[str, Tracked] = {}
+        self.legacy_streams: dict[str, LegacyStream] = {}  # by GET flow id
+        self.legacy_endpoints: dict[str, LegacyStream] = {}  # by legacy.endpoint_key
         self._policy_mtime: float | None = None
         self._reloader: asyncio.Task | None = None
         self._tool_name: re.Pattern[str] = re.compile(mcp.DEFAULT_TOOL_NAME)
@@ -161,7 +164,11 @@ class InterceptAddon:
     # -- requests --------------------------------------------------------------------------
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.request.method != "POST":
+        if flow.response is not None:
+            return
+        if flow.request.method == "GET" and "text/event-stream" in flow.request.headers.get("accept", "").lower():
+            flow.request.headers["accept-encoding"] = "identity"  # a legacy stream must be readable
+        if flow.request.method != "POST":
             return
         try:
             await self._inspect_post(flow)
@@ -232,11 +239,19 @@ class InterceptAddon:
             messages = self._batch(value, revision)
         else:
             messages = [jsonrpc.classify(value)]
-        flow.metadata["mcp.session"] = self.session_of(flow)
+        stream = self._legacy_stream_of(req.url)
+        if stream is not None and isinstance(value, list):
+            raise ProtocolError(INVALID_REQUEST, "batches are not part of the legacy HTTP+SSE transport")
+        # On a legacy endpoint the stream is the session: an Mcp-Session-Id header there is
+        # ignored by the server, so it must not mint fresh per-session budgets either.
+        flow.metadata["mcp.session"] = self.session_of(flow) if stream is None else f"legacy-session:{stream.key}"
         if not isinstance(value, list):
             mcp.check_routing_headers(messages[0], req.headers.get, revision)
         tracked = Tracked()
         denials = [await self._message(flow, msg, revision, tracked) for msg in messages]
+        if stream is not None:
+            self._legacy_post(flow, stream, messages[0], denials[0], tracked)
+            return
         if any(denials):
             # Nothing of a batch goes upstream once one element is denied.
             await self._release(tracked)
@@ -253,6 +268,30 @@ class InterceptAddon:
             # Answers must be readable to settle counters and filter tool lists.
             req.headers["accept-encoding"] = "identity"
         req.content = jsonrpc.dumps(value)  # forward exactly what was evaluated
+
+    def _legacy_stream_of(self, url: str) -> LegacyStream | None:
+        """The legacy stream whose announced endpoint this POST goes to, if any."""
+        try:
+            key = legacy.endpoint_key(url)
+        except legacy.RepeatedSessionParam as exc:  # proxy and server could read different sessions
+            raise ProtocolError(INVALID_REQUEST, str(exc)) from None
+        stream = self.legacy_endpoints.get(key)
+        if stream is not None and stream.pending >= legacy.MAX_PENDING:
+            raise ProtocolError(INVALID_REQUEST, "too many unanswered requests on this session", status=429)
+        return stream
+
+    def _legacy_post(self, flow: http.HTTPFlow, stream: LegacyStream, msg: Message,
+                     denial: tuple[int, dict[str, Any]] | None, tracked: Tracked) -> None:
+        """Legacy HTTP+SSE: the POST only gets 202; answers, denials included, travel on the stream."""
+        if denial is not None:
+            stream.denials[msg.id] = denial[1]  # type: ignore[index]
+            flow.request.content = jsonrpc.dumps(legacy.ping(msg.id))  # type: ignore[arg-type]
+        else:
+            stream.reservations.update(tracked.reservations)
+            stream.list_ids |= tracked.list_ids
+            flow.request.content = jsonrpc.dumps(msg.body)  # forward exactly what was evaluated
+        if msg.kind == "request":
+            flow.metadata["intercept.legacy"] = (stream.key, msg.id)
 
     def _batch(self, value: list[Any], revision: str | None) -> list[Message]:
         if revision not in (None, "2025-03-26"):
@@ -344,18 +383,26 @@ class InterceptAddon:
             if "text/event-stream" not in resp.headers.get("content-type", "").lower():
                 return
             tracked = self.tracked.get(flow.id)
+            identity = resp.headers.get("content-encoding", "identity").lower() == "identity"
             if tracked is None:
-                resp.stream = True  # not ours to inspect, but never buffer an event stream
+                if flow.request.method == "GET" and identity:  # may be a legacy HTTP+SSE stream
+                    stream = self.legacy_streams[flow.id] = LegacyStream()
+                    resp.stream = self._sse_stream(flow, self._legacy_transform(flow, stream),
+                                                   lambda: self._legacy_end(flow),
+                                                   must_inspect=lambda: stream.pending > 0)
+                else:
+                    resp.stream = True  # not ours to inspect, but never buffer an event stream
                 return
-            if resp.headers.get("content-encoding", "identity").lower() != "identity":
+            if not identity:
                 return  # compressed despite our Accept-Encoding: buffer it, handled in `response`
-            resp.stream = self._sse_stream(flow, tracked)
+            resp.stream = self._sse_stream(flow, self._sse_transform(tracked), lambda: self._finish(flow))
         except Exception:
             log.error(f"intercept: internal error on response headers:\n{traceback.format_exc()}")
             self._fail_response(flow)
 
-    def _sse_transform(self, tracked: Tracked):  # type: ignore[no-untyped-def]
-        """Per event: settle the counters of answered calls, filter tools/list answers."""
+    def _sse_transform(self, tracked: Tracked | LegacyStream):  # type: ignore[no-untyped-def]
+        """Per event: settle the counters of answered calls, filter tools/list answers, and (legacy
+        streams) put denials in place of the answers to the pings sent for denied calls."""
 
         def transform(event: SseEvent) -> bytes | None:
             if event.data is None:
@@ -368,6 +415,11 @@ class InterceptAddon:
                 return None
             msg_id = msg["id"]
             self._settle(tracked, msg_id, msg)
+            denial = tracked.denials.pop(msg_id, None) if isinstance(tracked, LegacyStream) else None
+            if denial is not None:
+                tracked.list_ids.discard(msg_id)
+                return format_event(jsonrpc.dumps(denial).decode("utf-8"), event=event.event or "message",
+                                    id=event.id, newline=detect_newline(event.raw))
             if msg_id in tracked.list_ids:
                 tracked.list_ids.discard(msg_id)
                 if self.engine is not None and mcp.filter_tools(msg, self.engine.is_hidden):
@@ -377,8 +429,58 @@ class InterceptAddon:
 
         return transform
 
-    def _sse_stream(self, flow: http.HTTPFlow, tracked: Tracked):  # type: ignore[no-untyped-def]
-        rewriter = SseRewriter(self._sse_transform(tracked))
+    def _legacy_transform(self, flow: http.HTTPFlow, stream: LegacyStream):  # type: ignore[no-untyped-def]
+        """Per event of a GET stream: learn a legacy POST endpoint, then answer for its messages."""
+        answers = self._sse_transform(stream)  # type: ignore[arg-type]
+
+        def transform(event: SseEvent) -> bytes | None:
+            if event.event == "endpoint" and event.data is not None:
+                self._legacy_register(flow, stream, event.data)
+                return None
+            if stream.key is None or event.event not in (None, "message") or event.data is None:
+                return None
+            return answers(event)
+
+        return transform
+
+    def _legacy_register(self, flow: http.HTTPFlow, stream: LegacyStream, data: str) -> None:
+        try:
+            key = legacy.announced_key(flow.request.url, data)
+        except ValueError:
+            log.warning(f"intercept: unusable legacy endpoint {data!r}: its POSTs are not tied to the stream")
+            return
+        if stream.key is not None and self.legacy_endpoints.get(stream.key) is stream:
+            del self.legacy_endpoints[stream.key]
+        stream.key = key
+        self.legacy_endpoints[key] = stream
+
+    def _legacy_end(self, flow: http.HTTPFlow) -> None:
+        """A GET stream is over: forget its endpoint; keep what it reserved (accepted calls may have run)."""
+        stream = self.legacy_streams.pop(flow.id, None)
+        if stream is None:
+            return
+        if stream.key is not None and self.legacy_endpoints.get(stream.key) is stream:
+            del self.legacy_endpoints[stream.key]
+        if self.store is not None:
+            for reservation in stream.reservations.values():
+                asyncio.get_running_loop().create_task(self.store.commit(reservation))
+        stream.reservations.clear()
+        stream.list_ids.clear()
+        stream.denials.clear()
+
+    def _legacy_post_failed(self, flow: http.HTTPFlow) -> None:
+        """A legacy POST was not accepted: nothing will answer its id on the stream."""
+        key, msg_id = flow.metadata.pop("intercept.legacy")
+        stream = self.legacy_endpoints.get(key)
+        reservation = stream.forget(msg_id) if stream is not None else None
+        if reservation is not None and self.store is not None:
+            asyncio.get_running_loop().create_task(self.store.rollback(reservation))
+
+    def _sse_stream(self, flow: http.HTTPFlow, transform, end,  # type: ignore[no-untyped-def]
+                    must_inspect=lambda: False):
+        """A stream callable; ``end()`` runs once when the stream is over or cut. Cut the stream on an
+        event too large to inspect while ``must_inspect()``."""
+        rewriter = SseRewriter(transform)
         failed = False
 
         def stream(chunk: bytes) -> bytes:
@@ -387,18 +489,20 @@ class InterceptAddon:
                 return b""
             try:
                 out = rewriter.feed(chunk)
+                if rewriter.oversized_events and must_inspect():
+                    raise RuntimeError("an event too large to inspect while answers are awaited")
                 if chunk == b"":
-                    self._finish(flow)
+                    end()
                 return out
             except Exception:
                 failed = True  # fail closed: nothing more of this stream reaches the client
                 log.error(f"intercept: internal error in an event stream, stream cut:\n{traceback.format_exc()}")
-                self._finish(flow)
+                end()
                 return b""
 
         return stream
 
-    def _settle(self, tracked: Tracked, msg_id: Any, msg: dict[str, Any]) -> None:
+    def _settle(self, tracked: Tracked | LegacyStream, msg_id: Any, msg: dict[str, Any]) -> None:
         reservation = tracked.reservations.pop(msg_id, None)
         if reservation is not None and self.store is not None:
             coro = self.store.rollback(reservation) if "error" in msg else self.store.commit(reservation)
@@ -412,6 +516,13 @@ class InterceptAddon:
                 asyncio.get_running_loop().create_task(self.store.commit(reservation))
 
     async def response(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._legacy_end(flow)  # a streamed GET's response hook runs once the stream is over
+            if "intercept.legacy" in flow.metadata and flow.response is not None \
+                    and not 200 <= flow.response.status_code < 300:
+                self._legacy_post_failed(flow)
+        except Exception:
+            log.error(f"intercept: internal error on a legacy response:\n{traceback.format_exc()}")
         tracked = self.tracked.get(flow.id)
         if tracked is None or flow.response is None or flow.response.stream:
             return
@@ -468,6 +579,12 @@ class InterceptAddon:
             {"content-type": "application/json"})
 
     def error(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._legacy_end(flow)
+            if "intercept.legacy" in flow.metadata:
+                self._legacy_post_failed(flow)
+        except Exception:
+            log.error(f"intercept: internal error on a flow error:\n{traceback.format_exc()}")
         tracked = self.tracked.pop(flow.id, None)
         if tracked is not None and self.store is not None:
             for reservation in tracked.reservations.values():
