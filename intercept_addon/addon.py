@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ IDENTITY_SOURCES = ("mcp-session", "legacy-session", "agent-header", "authorizat
 KNOWN_ENCODINGS = ("gzip", "deflate", "br", "zstd")
 MCP_HEADERS = ("mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name")
 RELOAD_POLL_SECONDS = 1.0
+MAX_ISSUED_SESSIONS = 100_000
 
 
 @dataclass
@@ -63,6 +65,9 @@ class InterceptAddon:
         self._tool_name: re.Pattern[str] = re.compile(mcp.DEFAULT_TOOL_NAME)
         self._identity: tuple[str, ...] = IDENTITY_SOURCES
         self.decisions = {"allow": 0, "deny": 0}
+        # Mcp-Session-Id values servers issued: only those identify a session, so a client
+        # cannot mint a fresh per-session budget by sending a made-up id to a stateless server.
+        self.issued_sessions: OrderedDict[str, None] = OrderedDict()
 
     # -- options ---------------------------------------------------------------------------
 
@@ -359,6 +364,8 @@ class InterceptAddon:
             value: str | None = None
             if source == "mcp-session":
                 value = req.headers.get("mcp-session-id")
+                if value not in self.issued_sessions:
+                    value = None
             elif source == "legacy-session":
                 value = req.query.get("session_id") or req.query.get("sessionId")
             elif source == "agent-header":
@@ -380,6 +387,12 @@ class InterceptAddon:
         try:
             resp = flow.response
             assert resp is not None
+            issued = resp.headers.get("mcp-session-id")
+            if issued and 200 <= resp.status_code < 300:
+                self.issued_sessions[issued] = None
+                self.issued_sessions.move_to_end(issued)
+                if len(self.issued_sessions) > MAX_ISSUED_SESSIONS:
+                    self.issued_sessions.popitem(last=False)
             if "text/event-stream" not in resp.headers.get("content-type", "").lower():
                 return
             tracked = self.tracked.get(flow.id)

@@ -196,3 +196,17 @@ def test_invalid_policy_stops_mitmdump_with_location(tmp_path):
         capture_output=True, text=True, timeout=60, env=clean_env())
     assert proc.returncode != 0
     assert f"{bad}:6:9: tools.x.rules[0].on_deney: unknown key" in proc.stdout + proc.stderr
+
+
+def test_made_up_session_ids_do_not_reset_limits(stack_factory):
+    """A stateless server issues no Mcp-Session-Id; a client rotating a made-up one per call
+    stays one session for the proxy (here: its agent header)."""
+    stack = stack_factory("--stateless", "--json-response")
+    statuses = []
+    for i in range(5):
+        headers = {"mcp-session-id": f"made-up-{i}", "x-agent-id": "rotator", "mcp-protocol-version": "2025-11-25",
+                   "accept": "application/json, text/event-stream"}
+        body = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "generate", "arguments": {"prompt": str(i)}}}
+        statuses.append("INTERCEPT" in httpx2.post(stack.url, json=body, headers=headers, trust_env=False).text)
+    assert statuses == [False, False, False, True, True]
+    assert ran(stack.side_log).count("generate") == 3
