@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# The venv needs Python >= 3.12 (3.13 preferred); scripts/find-python finds one.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test test-fast bench validate clean
+
+$(VENV)/.installed: pyproject.toml scripts/find-python
+	@python=$$(scripts/find-python) && echo "using $$python" && $$python -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: $(VENV)/.installed  ## the real mcp-sora behind the proxy, with a scripted agent
+	$(PY) -m intercept_addon.demo.run
+
+test: $(VENV)/.installed  ## every test: unit, property-based and end-to-end (real processes)
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed  ## unit tests only, no processes started
+	$(PY) -m pytest -q -m "not e2e"
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_proxy.py
+
+validate: $(VENV)/.installed
+	$(PY) -m intercept_addon validate policies/*.yaml
+
+clean:
+	rm -rf $(VENV) .venv-sora
