@@ -173,3 +173,23 @@ def test_the_demo_command(tmp_path: Path) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_legacy_sse_transport_is_held_to_the_same_policy(stack: demo.Stack) -> None:
+    """mcp-sora also serves /sse + /messages/: switching transport must not escape the policy."""
+    from test_legacy_sse import denied, session
+
+    sse_url = f"http://127.0.0.1:{stack.proxy_port}/sse"
+    before = videos(stack)
+    async with session(sse_url) as s:
+        names = {t.name for t in (await s.list_tools()).tools}
+        assert "sora_generate_video_async" not in names and "sora_generate_video_from_image" in names
+        err = await denied(s, "sora_generate_video_from_image",
+                           {"prompt": "legacy shot", "image_urls": ["https://x.test/a.png"], "model": "sora-9"})
+        assert err.message.startswith("[INTERCEPT POLICY DENIED]") and err.data["rule"] == ARGS_RULE
+        err = await denied(s, "sora_generate_video_async", {"prompt": "p", "callback_url": "https://x.test/cb"})
+        assert err.message == "Unknown tool: sora_generate_video_async"
+        ok = await s.call_tool("sora_generate_video_from_image",
+                               {"prompt": "legacy shot", "image_urls": ["https://x.test/a.png"]})
+        assert not ok.is_error
+    assert videos(stack) == before + 1  # only the allowed call reached the API
