@@ -23,6 +23,8 @@ from typing import IO, Any
 
 import pytest
 
+from intercept_addon.demo.run import child_env
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,20 +46,6 @@ EXPECTED_TOOLS = {
     "sora_list_actions",
 }
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def _child_env(**extra: str) -> dict[str, str]:
-    """Environment for the servers: no proxies, no AceData/OAuth settings from the caller."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.lower() not in PROXY_VARS
-        and not k.startswith("ACEDATACLOUD_")
-        and k not in ("MCP_SERVER_URL", "PYTHONPATH")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def _read_line(stream: IO[bytes], proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -135,7 +123,7 @@ def fake_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("fake") / "stderr.log"
     proc, port, _ = _start(
         [sys.executable, "-m", "intercept_addon.demo.fake_acedata", "--port", "0"],
-        _child_env(),
+        child_env(),
         log,
         re.compile(r"^fake-acedata listening on http://127\.0\.0\.1:(\d+)$"),
         timeout=15,
@@ -151,7 +139,7 @@ def sora_url(sora_venv: Path, fake_api: str, tmp_path_factory: pytest.TempPathFa
     log = tmp_path_factory.mktemp("sora") / "stderr.log"
     proc, port, seconds = _start(
         [str(sora_venv), str(SORA_LAUNCHER), "--port", "0"],
-        _child_env(ACEDATACLOUD_API_BASE_URL=fake_api, ACEDATACLOUD_API_TOKEN="demo-token"),
+        child_env(ACEDATACLOUD_API_BASE_URL=fake_api, ACEDATACLOUD_API_TOKEN="demo-token"),
         log,
         re.compile(r"^sora-mcp listening on http://127\.0\.0\.1:(\d+) "),
         timeout=60,
