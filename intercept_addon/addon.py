@@ -338,7 +338,7 @@ class InterceptAddon:
             data["retry_after"] = decision.retry_after
         if decision.kind == "hidden":
             data = None  # type: ignore[assignment]  # indistinguishable from an absent tool
-        return mcp.denial(msg.id, tool=decision.tool, text=text, code=code, data=data,
+        return mcp.denial(msg.id, text=text, code=code, data=data,
                           as_result=ctx.options.intercept_deny_as == "result" and decision.kind != "hidden",
                           revision=revision)
 
@@ -474,9 +474,7 @@ class InterceptAddon:
             return
         if stream.key is not None and self.legacy_endpoints.get(stream.key) is stream:
             del self.legacy_endpoints[stream.key]
-        if self.store is not None:
-            for reservation in stream.reservations.values():
-                asyncio.get_running_loop().create_task(self.store.commit(reservation))
+        self._settle_later(stream.reservations.values(), keep=True)
         stream.reservations.clear()
         stream.list_ids.clear()
         stream.denials.clear()
@@ -486,8 +484,8 @@ class InterceptAddon:
         key, msg_id = flow.metadata.pop("intercept.legacy")
         stream = self.legacy_endpoints.get(key)
         reservation = stream.forget(msg_id) if stream is not None else None
-        if reservation is not None and self.store is not None:
-            asyncio.get_running_loop().create_task(self.store.rollback(reservation))
+        if reservation is not None:
+            self._settle_later([reservation], keep=False)
 
     def _sse_stream(self, flow: http.HTTPFlow, transform, end,  # type: ignore[no-untyped-def]
                     must_inspect=lambda: False):
@@ -524,9 +522,16 @@ class InterceptAddon:
     def _finish(self, flow: http.HTTPFlow) -> None:
         """The flow is over: keep whatever it reserved and never answered (the tool may have run)."""
         tracked = self.tracked.pop(flow.id, None)
-        if tracked is not None and self.store is not None:
-            for reservation in tracked.reservations.values():
-                asyncio.get_running_loop().create_task(self.store.commit(reservation))
+        if tracked is not None:
+            self._settle_later(tracked.reservations.values(), keep=True)
+
+    def _settle_later(self, reservations: Any, *, keep: bool) -> None:
+        """Commit (keep) or roll back reservations from a synchronous hook or stream callable."""
+        if self.store is None:
+            return
+        loop = asyncio.get_running_loop()
+        for reservation in list(reservations):
+            loop.create_task(self.store.commit(reservation) if keep else self.store.rollback(reservation))
 
     async def response(self, flow: http.HTTPFlow) -> None:
         try:
@@ -582,10 +587,7 @@ class InterceptAddon:
         tracked.reservations.clear()
 
     def _fail_response(self, flow: http.HTTPFlow) -> None:
-        tracked = self.tracked.pop(flow.id, None)
-        if tracked is not None and self.store is not None:
-            for reservation in tracked.reservations.values():
-                asyncio.get_running_loop().create_task(self.store.commit(reservation))
+        self._finish(flow)
         flow.response = http.Response.make(
             502, jsonrpc.dumps(jsonrpc.error_body(None, INTERNAL_ERROR,
                                                   f"{mcp.DENIED_PREFIX} the proxy could not inspect the response")),
@@ -599,6 +601,5 @@ class InterceptAddon:
         except Exception:
             log.error(f"intercept: internal error on a flow error:\n{traceback.format_exc()}")
         tracked = self.tracked.pop(flow.id, None)
-        if tracked is not None and self.store is not None:
-            for reservation in tracked.reservations.values():
-                asyncio.get_running_loop().create_task(self.store.rollback(reservation))
+        if tracked is not None:
+            self._settle_later(tracked.reservations.values(), keep=False)

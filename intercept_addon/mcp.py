@@ -93,7 +93,7 @@ def status_for(code: int, revision: str | None) -> int:
     return 500
 
 
-def denial(message_id: str | int | None, *, tool: str, text: str, code: int, data: dict[str, Any],
+def denial(message_id: str | int | None, *, text: str, code: int, data: dict[str, Any],
            as_result: bool, revision: str | None) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON-RPC body) for a denied tools/call."""
     if as_result:

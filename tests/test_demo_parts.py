@@ -23,7 +23,8 @@ from typing import IO, Any
 
 import pytest
 
-from intercept_addon.demo.run import child_env
+from intercept_addon.demo.run import ALL_TOOLS as EXPECTED_TOOLS
+from intercept_addon.demo.run import SETUP_UNREACHABLE, child_env
 
 pytestmark = pytest.mark.e2e
 
@@ -31,20 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SETUP_SCRIPT = ROOT / "scripts" / "setup-sora-venv"
 SORA_PYTHON = Path(os.environ.get("VENV_SORA") or ROOT / ".venv-sora") / "bin" / "python"
 SORA_LAUNCHER = ROOT / "intercept_addon" / "demo" / "sora_server.py"
-SETUP_UNREACHABLE = 75  # setup-sora-venv's exit status when the index is unreachable
-
-EXPECTED_TOOLS = {
-    "sora_generate_video",
-    "sora_generate_video_from_image",
-    "sora_generate_video_with_character",
-    "sora_generate_video_async",
-    "sora_generate_video_v2",
-    "sora_generate_video_v2_async",
-    "sora_get_task",
-    "sora_get_tasks_batch",
-    "sora_list_models",
-    "sora_list_actions",
-}
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
