@@ -147,12 +147,28 @@ def _encode(value: Any, out: list[str]) -> None:
         raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+class _HasDecimal(Exception):
+    pass
+
+
+def _no_decimal(value: Any) -> Any:
+    raise _HasDecimal
+
+
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON; exact numbers; lone surrogates rejected (not valid UTF-8)."""
-    out: list[str] = []
-    _encode(value, out)
+    """Compact UTF-8 JSON; exact numbers; lone surrogates rejected (not valid UTF-8).
+
+    The C encoder writes the same text as ``_encode`` for everything but Decimal, whose exact
+    digits it cannot emit; the rare message holding a fraction takes the pure-Python path."""
     try:
-        return "".join(out).encode("utf-8")
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                          default=_no_decimal)
+    except _HasDecimal:
+        out: list[str] = []
+        _encode(value, out)
+        text = "".join(out)
+    try:
+        return text.encode("utf-8")
     except UnicodeEncodeError:
         raise ProtocolError(PARSE_ERROR, "string with an unpaired surrogate escape") from None
 
