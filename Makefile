@@ -3,7 +3,9 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast bench validate clean
+TS := tests/ts
+
+.PHONY: demo test test-fast bench validate clean system-deps
 
 $(VENV)/.installed: pyproject.toml scripts/find-python
 	@python=$$(scripts/find-python) && echo "using $$python" && $$python -m venv $(VENV)
@@ -14,7 +16,14 @@ $(VENV)/.installed: pyproject.toml scripts/find-python
 demo: $(VENV)/.installed  ## the real mcp-sora behind the proxy, with a scripted agent
 	$(PY) -m intercept_addon.demo.run
 
-test: $(VENV)/.installed  ## every test: unit, property-based and end-to-end (real processes)
+$(TS)/node_modules/.installed: $(TS)/package.json $(TS)/package-lock.json
+	npm ci --prefix $(TS) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+system-deps:  ## Debian's redis-server and chromium, for the shared-state and browser tests
+	scripts/install-system-deps
+
+test: $(VENV)/.installed $(TS)/node_modules/.installed system-deps  ## every test: unit, property-based and end-to-end (real processes)
 	$(PY) -m pytest -q
 
 test-fast: $(VENV)/.installed  ## unit tests only, no processes started
@@ -28,4 +37,4 @@ validate: $(VENV)/.installed
 	$(PY) -m intercept_addon validate policies/*.yaml
 
 clean:
-	rm -rf $(VENV) .venv-sora
+	rm -rf $(VENV) .venv-sora $(TS)/node_modules
