@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness import Process, start_mcp_server, start_mitmdump
+from redis_server import RedisServer
 
 TEST_POLICY = """\
 version: "1"
@@ -78,3 +79,11 @@ def stack_factory(tmp_path: Path, policy_file: Path):
     yield make
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real redis-server for the session (no persistence); tests keep apart by key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

@@ -98,6 +98,11 @@ class Store(Protocol):
 
     async def reset(self, key_prefix: str) -> int: ...
 
+    async def snapshot(self, now: float) -> list[tuple[str, Decimal]]:
+        """Every counter with a non-zero total in its current window, as (key, total); a key
+        counted in windows of two lengths (a policy edit) appears once per window."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -120,8 +125,9 @@ def format_retry(seconds: float) -> int:
     return max(1, math.ceil(seconds - 1e-9))
 
 
-def open_store(spec: str, *, default_path: str | None = None) -> Store:
-    """``memory``, ``sqlite`` (default file), ``sqlite:///path`` or a plain path."""
+def open_store(spec: str, *, default_path: str | None = None, prefix: str | None = None) -> Store:
+    """``memory``, ``sqlite`` (default file), ``sqlite:///path``, a plain path, or a
+    ``redis://``/``rediss://`` URL (``prefix``: the Redis key prefix)."""
     from .memory import MemoryStore
     from .sqlite import SqliteStore
 
@@ -133,6 +139,11 @@ def open_store(spec: str, *, default_path: str | None = None) -> Store:
         return SqliteStore(default_path)
     if spec.startswith("sqlite://"):
         return SqliteStore(spec.removeprefix("sqlite://"))
+    if spec.startswith(("redis://", "rediss://")):
+        from .redis import DEFAULT_PREFIX, RedisStore
+
+        return RedisStore(spec, prefix=DEFAULT_PREFIX if prefix is None else prefix)
     if "://" in spec:
-        raise ValueError(f'unsupported state backend "{spec}" (use memory, sqlite, or sqlite:///path)')
+        raise ValueError(f'unsupported state backend "{spec}" (use memory, sqlite, sqlite:///path, '
+                         "redis://host:port/db or rediss://...)")
     return SqliteStore(spec)

@@ -95,6 +95,12 @@ class MemoryStore:
             self._logs.pop(slot, None)
         return len(doomed)
 
+    async def snapshot(self, now: float) -> list[tuple[str, Decimal]]:
+        slots = [(k, Window("calendar", s)) for k, s in self._buckets]
+        slots += [(k, Window("sliding", s)) for k, s in self._logs]
+        totals = [(key, self._total(key, window, now)) for key, window in slots]
+        return [(key, total) for key, total in totals if total]
+
     async def close(self) -> None:
         pass
 

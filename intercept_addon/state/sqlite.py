@@ -161,6 +161,21 @@ class SqliteStore:
 
         return self._transaction(work)
 
+    async def snapshot(self, now: float) -> list[tuple[str, Decimal]]:
+        try:
+            calendar = self._db.execute(
+                "SELECT key, total FROM calendar WHERE start <= ? AND ? < start + seconds", (now, now)).fetchall()
+            sliding = self._db.execute("SELECT key, seconds, amount FROM sliding WHERE ts > ? - seconds",
+                                       (now,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"state file {self.path}: {exc}") from exc
+        logs: dict[tuple[str, int], list[Decimal]] = {}
+        for key, seconds, amount in sliding:
+            logs.setdefault((key, seconds), []).append(Decimal(amount))
+        totals = [(key, Decimal(total)) for key, total in calendar]
+        totals += [(key, total_of(amounts)) for (key, _), amounts in logs.items()]
+        return [(key, total) for key, total in totals if total]
+
     async def close(self) -> None:
         self._db.close()
 
