@@ -74,7 +74,10 @@ def _int(text: str) -> int:
 def _decimal(text: str) -> Decimal:
     if len(text) > MAX_INT_DIGITS * 2:
         raise ProtocolError(PARSE_ERROR, "number too long")
-    return Decimal(text)
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent past Decimal's range (1e99999999999999999999)
+        raise ProtocolError(PARSE_ERROR, "number out of range") from None
 
 
 def _depth_ok(value: Any, max_depth: int) -> bool:
@@ -186,7 +189,7 @@ class Message:
         return "error" in self.body
 
 
-def _valid_id(value: Any) -> bool:
+def valid_id(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
@@ -199,13 +202,13 @@ def classify(obj: Any) -> Message:
     if not isinstance(obj, dict):
         raise ProtocolError(INVALID_REQUEST, "a JSON-RPC message must be an object")
     raw_id = obj.get("id")
-    msg_id = raw_id if _valid_id(raw_id) else None
+    msg_id = raw_id if valid_id(raw_id) else None
     unknown = sorted(set(obj) - ENVELOPE)
     if unknown:
         raise ProtocolError(INVALID_REQUEST, f'unknown member "{unknown[0]}" in a JSON-RPC message', id=msg_id)
     if obj.get("jsonrpc") != "2.0":
         raise ProtocolError(INVALID_REQUEST, 'jsonrpc must be "2.0"', id=msg_id)
-    if "id" in obj and not _valid_id(raw_id):
+    if "id" in obj and not valid_id(raw_id):
         raise ProtocolError(INVALID_REQUEST, "id must be a string or an integer (not null, bool or fraction)")
     params = obj.get("params")
     if "params" in obj and not isinstance(params, dict):

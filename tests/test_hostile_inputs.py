@@ -10,6 +10,7 @@ import json
 
 import httpx2
 import pytest
+from mitmproxy.net import encoding
 
 from harness import ran
 
@@ -23,6 +24,10 @@ HEADERS = {"accept": "application/json, text/event-stream", "content-type": "app
 def deep(n: int) -> str:
     return ('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_everything",'
             '"arguments":{},"_meta":' + '{"a":' * n + "1" + "}" * n + "}}")
+
+
+def bomb(enc: str) -> bytes:
+    return encoding.encode((CALL[:-1] + " " * (16 << 20) + "}").encode(), enc)
 
 
 CASES: dict[str, tuple[bytes | str, dict[str, str], str]] = {
@@ -80,6 +85,10 @@ CASES: dict[str, tuple[bytes | str, dict[str, str], str]] = {
     "protocol downgrade 2024-11-05": (CALL, {"mcp-protocol-version": "2024-11-05"}, "/mcp"),
     "no protocol header": (CALL, {"mcp-protocol-version": ""}, "/mcp"),
     "too big body": (CALL[:-1] + ',"pad":"' + "x" * (5 * 1024 * 1024) + '"}', {}, "/mcp"),
+    # Found by the fuzz/resource work (issue 5): a few KB that decode to 16 MiB (the decoder was
+    # unbounded: a 1 MB gzip body took the proxy to +2 GB), and an exponent Decimal refuses.
+    **{f"{enc} decompression bomb": (bomb(enc), {"content-encoding": enc}, "/mcp") for enc in ("gzip", "br", "zstd")},
+    "exponent past Decimal's range": (CALL.replace('"arguments":{}', '"arguments":{"x":1e99999999999999999999}'), {}, "/mcp"),
 }
 
 
