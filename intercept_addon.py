@@ -4,5 +4,10 @@ mitmproxy's -s takes a file, not a package; this file loads the package beside i
 """
 
 from intercept_addon.addon import InterceptAddon
+from intercept_addon.commands import InterceptCommands
+from intercept_addon.contentview import McpViewer
+from intercept_addon.decision_log import DecisionLog
 
-addons = [InterceptAddon()]
+intercept = InterceptAddon()
+# McpViewer after InterceptAddon: it wraps the event-stream callables InterceptAddon installs.
+addons = [intercept, McpViewer(), DecisionLog(intercept), InterceptCommands(intercept)]

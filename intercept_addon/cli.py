@@ -1,11 +1,14 @@
-"""Command line: ``python -m intercept_addon validate FILE...`` (also the ``intercept-addon`` script)."""
+"""Command line: ``python -m intercept_addon validate FILE...`` and ``status [LOG]`` (also the
+``intercept-addon`` script)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from . import scan
 from .policy_file import PolicyError, load_policy
 
 
@@ -28,6 +31,15 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from .decision_log import FILE_NAME, report, summarize  # imports mitmproxy: only when asked
+
+    path = Path(args.log or Path("~/.mitmproxy", FILE_NAME)).expanduser()  # the proxy's default place
+    summary = summarize(path, recent=args.recent)
+    print("\n".join(report(summary, top=args.top)))
+    return 0 if summary.files else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="intercept-addon", description="Policy tools for the intercept-addon mitmproxy addon."
@@ -36,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check policy files; print every error with FILE:LINE:COL")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(run=_validate)
+    status = sub.add_parser("status", help="summarise the decision log: totals, deny rate, top rules, recent denials")
+    status.add_argument("log", nargs="?", metavar="LOG",
+                        help="the decision log (its rotated files LOG.1 ... are read too); "
+                             "default: ~/.mitmproxy/intercept-decisions.jsonl, where the proxy writes it")
+    status.add_argument("--recent", type=int, default=10, help="recent denials shown (default %(default)s)")
+    status.add_argument("--top", type=int, default=10, help="rules shown (default %(default)s)")
+    status.set_defaults(run=_status)
+    scan.add_parser(sub)  # the MCP SDK it needs is imported only when it runs
     return parser
 
 

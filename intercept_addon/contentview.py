@@ -1,0 +1,166 @@
+"""Reading MCP in mitmproxy's viewers (mitmweb, the console, mitmdump's flow detail).
+
+* :class:`McpContentview` ("MCP"): JSON-RPC bodies pretty-printed, ``text/event-stream``
+  bodies as a list of frames (event, id, the JSON-RPC message pretty-printed), under a header
+  with the method, tool name, id and the policy decision the addon put in ``flow.metadata``.
+  It outranks the JSON view whenever a body is JSON-RPC.
+* :class:`McpViewer`: the addon that registers the view and keeps streamed event-stream
+  bodies for it. mitmproxy forgets streamed bodies unless ``store_streamed_bodies`` is set, and
+  that option keeps every byte of every stream with no limit (a stream may stay open for
+  hours); this addon keeps the first ``intercept_view_stream_bytes`` of each event stream
+  instead. With ``store_streamed_bodies`` set, mitmproxy's own copy is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from mitmproxy import contentviews, ctx, exceptions, http
+from mitmproxy.contentviews import Contentview, Metadata
+
+from .sse import SseEvent, SseRewriter
+
+JSON_PRIORITY = 1  # what mitmproxy's JSON view claims for application/json
+STREAM_CUT_KEY = "mcp.stream_bytes"  # total bytes of a stream whose kept copy was cut short
+# flow.metadata keys shown in the header, in this order (set by InterceptAddon).
+HEADER_KEYS = (("decision", "mcp.decision"), ("rule", "mcp.rule"), ("message", "mcp.reason"),
+               ("retry_after", "mcp.retry_after"), ("session", "mcp.session"))
+
+
+def _is_json(content_type: str | None) -> bool:
+    return content_type is not None and (content_type == "application/json" or content_type.endswith("+json")
+                                         or content_type == "application/json-rpc")
+
+
+def _pretty(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=4, ensure_ascii=False)
+    except ValueError:
+        return text  # not JSON: shown as it came
+
+
+def _messages(value: Any) -> list[dict[str, Any]]:
+    return [m for m in (value if isinstance(value, list) else [value]) if isinstance(m, dict)]
+
+
+def _events(data: bytes) -> list[SseEvent]:
+    events: list[SseEvent] = []
+
+    def collect(event: SseEvent) -> None:
+        events.append(event)
+
+    rewriter = SseRewriter(collect, max_event_bytes=max(len(data), 16))  # type: ignore[arg-type]
+    rewriter.feed(data)
+    rewriter.feed(b"")
+    return events
+
+
+class McpContentview(Contentview):
+    name = "MCP"  # type: ignore[assignment]
+    syntax_highlight = "yaml"  # type: ignore[assignment]  # JSON is YAML; the header is YAML too
+
+    def render_priority(self, data: bytes, metadata: Metadata) -> float:
+        if not data or b'"jsonrpc"' not in data:
+            return -1
+        if metadata.content_type == "text/event-stream" or _is_json(metadata.content_type):
+            return JSON_PRIORITY + 1
+        flow = metadata.flow
+        if flow is not None and "mcp.method" in flow.metadata:  # the addon judged it as MCP
+            return JSON_PRIORITY + 1
+        return -1
+
+    def prettify(self, data: bytes, metadata: Metadata) -> str:
+        meta = metadata.flow.metadata if metadata.flow is not None else {}
+        if metadata.content_type == "text/event-stream":
+            frames = [e for e in _events(data) if e.data is not None or e.event or e.id]
+            messages = [m for e in frames if e.data for m in _messages(_loads(e.data))]
+            body = "\n\n".join(self._frame(i, e) for i, e in enumerate(frames, 1)) or "(no events)"
+            if STREAM_CUT_KEY in meta:
+                body += f"\n\n(stream cut: the first {len(data)} of {meta[STREAM_CUT_KEY]} bytes are kept)"
+        else:
+            value = json.loads(data)
+            messages = _messages(value)
+            body = json.dumps(value, indent=4, ensure_ascii=False)
+        return "\n".join(self._header(messages, meta)) + "\n\n" + body
+
+    @staticmethod
+    def _frame(n: int, event: SseEvent) -> str:
+        title = f"--- event {n}: {event.event or 'message'}" + (f"  id: {event.id}" if event.id is not None else "")
+        return title + "\n" + (_pretty(event.data) if event.data else "(no data)")
+
+    @staticmethod
+    def _header(messages: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+        # A request names itself; a response (after progress notifications, on a stream) only
+        # carries the id, and the flow's metadata says what was asked.
+        first = next((m for m in messages if "id" in m), messages[0] if messages else {})
+        params = first.get("params") if isinstance(first.get("params"), dict) else {}
+        method = first.get("method") or meta.get("mcp.method")
+        tool = params.get("name") if method == "tools/call" and "name" in params else meta.get("mcp.tool")
+        msg_id = json.dumps(first["id"]) if "id" in first else None  # "1" and 1 are different ids
+        fields: list[tuple[str, Any]] = [("method", method), ("tool", tool), ("id", msg_id)]
+        fields += [(label, meta.get(key)) for label, key in HEADER_KEYS]
+        return [f"{label}: {json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value}"
+                for label, value in fields if value is not None]
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+class McpViewer:
+    """Registers the MCP view and keeps a bounded copy of streamed event streams for it.
+
+    List it after InterceptAddon: its ``responseheaders`` wraps whatever stream callable
+    InterceptAddon installed, and keeps the bytes the client was sent."""
+
+    name = "intercept_viewer"
+
+    def __init__(self) -> None:
+        self.view = McpContentview()
+        self._kept: dict[str, bytearray] = {}  # flow id -> bytes kept so far, while it streams
+
+    def load(self, loader: Any) -> None:
+        loader.add_option("intercept_view_stream_bytes", int, 1024 * 1024,
+                          "Keep the first N bytes of each streamed event-stream response for the flow viewer; 0: none.")
+        contentviews.add(self.view)
+
+    def configure(self, updated: set[str]) -> None:
+        if "intercept_view_stream_bytes" in updated and ctx.options.intercept_view_stream_bytes < 0:
+            raise exceptions.OptionsError("intercept_view_stream_bytes must be 0 or positive")
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        resp = flow.response
+        limit = ctx.options.intercept_view_stream_bytes
+        if resp is None or not resp.stream or ctx.options.store_streamed_bodies or limit <= 0 \
+                or "text/event-stream" not in resp.headers.get("content-type", "").lower():
+            return
+        inner = resp.stream
+        kept = self._kept[flow.id] = bytearray()
+        total = 0
+
+        def stream(chunk: bytes) -> bytes | Iterable[bytes]:
+            nonlocal total
+            out = inner(chunk) if callable(inner) else chunk
+            for piece in [out] if isinstance(out, bytes) else out:
+                total += len(piece)
+                kept.extend(piece[: limit - len(kept)])
+            if total > limit:
+                flow.metadata[STREAM_CUT_KEY] = total
+            if chunk == b"":
+                self._keep(flow)
+            return out
+
+        resp.stream = stream
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._keep(flow)  # a stream cut short never sees its final b"" chunk
+
+    def _keep(self, flow: http.HTTPFlow) -> None:
+        kept = self._kept.pop(flow.id, None)
+        if kept is not None and flow.response is not None:
+            flow.response.data.content = bytes(kept)  # the bytes as sent: headers stay as they were

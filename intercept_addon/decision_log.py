@@ -1,0 +1,250 @@
+"""The decision log: one JSON line per decision, an audit trail that outlives the proxy.
+
+A small addon with its own options. The InterceptAddon calls :meth:`DecisionLog.record` from
+the one place it records a decision (its ``decision_hooks``). A line looks like::
+
+    {"time": "2026-05-01T12:00:00.123+00:00", "instance": "host:4242", "flow": "…",
+     "session": "agent-header:a1", "tool": "charge", "decision": "deny", "kind": "condition",
+     "rule": "max charge", "message": "…", "retry_after": null, "blocked": true,
+     "args_sha256": "…"}
+
+``args_sha256`` hashes the canonical JSON of the arguments (keys sorted, compact, exact
+numbers) *after* redaction, so secrets never reach the log in any form, not even as a hash
+that could be checked against guesses; ``arguments`` (the redacted arguments) is present only
+with ``intercept_log_args``. Requests refused as malformed get ``"decision": "refused"``.
+
+The summary behind ``python -m intercept_addon status`` is here too: this module owns the
+format both ways.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import ctx, exceptions, http
+
+from . import jsonrpc
+from .engine import Decision
+from .table import format_table
+
+if TYPE_CHECKING:
+    from .addon import InterceptAddon
+
+log = logging.getLogger("intercept")
+
+FILE_NAME = "intercept-decisions.jsonl"
+DEFAULT_REDACT = "password,passwd,secret,token,api_key,apikey,authorization,cookie"
+REDACTED = "[REDACTED]"
+
+
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """The standard library's size rotation (FILE, FILE.1 … FILE.N), reporting write errors to
+    mitmproxy's event log instead of stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        log.error(f"intercept: decision log {self.baseFilename} not written: {sys.exc_info()[1]}")
+
+
+def redact(value: Any, keys: frozenset[str]) -> Any:
+    """A copy of ``value`` with the values of ``keys`` (case-insensitive) replaced, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: REDACTED if k.lower() in keys else redact(v, keys) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, keys) for v in value]
+    return value
+
+
+def canonical(value: Any) -> Any:
+    """Objects with sorted keys, recursively: the same arguments always serialise the same."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def args_digest(arguments: Mapping[str, Any]) -> str:
+    return hashlib.sha256(jsonrpc.dumps(canonical(arguments))).hexdigest()
+
+
+class DecisionLog:
+    name = "intercept_decision_log"
+
+    def __init__(self, intercept: InterceptAddon) -> None:
+        self.intercept = intercept
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.path: Path | None = None
+        self._file: _RotatingFile | None = None
+        self._redact: frozenset[str] = frozenset()
+        intercept.decision_hooks.append(self.record)
+
+    def load(self, loader: Any) -> None:
+        loader.add_option("intercept_log", str, "on",
+                          f"Decision log (JSON lines): on ({FILE_NAME} in mitmproxy's confdir), off, or a path.")
+        loader.add_option("intercept_log_args", bool, False,
+                          "Write each call's arguments (redacted) to the decision log, not only their hash.")
+        loader.add_option("intercept_log_redact", str, DEFAULT_REDACT,
+                          "Comma-separated argument keys whose values are redacted at any depth (case-insensitive).")
+        loader.add_option("intercept_log_max_bytes", int, 10 * 1024 * 1024,
+                          "Rotate the decision log when it would grow past this size; 0: never rotate.")
+        loader.add_option("intercept_log_keep", int, 5, "Rotated decision log files kept (FILE.1 … FILE.N).")
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "intercept_log_max_bytes" in updated and opts.intercept_log_max_bytes < 0:
+            raise exceptions.OptionsError("intercept_log_max_bytes must be 0 (no rotation) or positive")
+        if "intercept_log_keep" in updated and opts.intercept_log_keep < 1:
+            raise exceptions.OptionsError("intercept_log_keep must be at least 1")
+        if "intercept_log_redact" in updated:
+            self._redact = frozenset(k.strip().lower() for k in opts.intercept_log_redact.split(",") if k.strip())
+        if updated & {"intercept_log", "intercept_log_max_bytes", "intercept_log_keep", "confdir"}:
+            self._open(opts.intercept_log, os.path.expanduser(opts.confdir))
+
+    def _open(self, spec: str, confdir: str) -> None:
+        self.done()
+        if spec == "off":
+            return
+        path = Path(confdir, FILE_NAME) if spec == "on" else Path(spec).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = _RotatingFile(path, maxBytes=ctx.options.intercept_log_max_bytes,
+                                       backupCount=ctx.options.intercept_log_keep, encoding="utf-8")
+        except OSError as exc:
+            raise exceptions.OptionsError(f"intercept_log: cannot open {path}: {exc}") from None
+        self.path = path
+
+    def done(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = self.path = None
+
+    def record(self, flow: http.HTTPFlow, decision: Decision | None, arguments: Mapping[str, Any] | None) -> None:
+        if self._file is None:
+            return
+        try:
+            line = jsonrpc.dumps(self.entry(flow, decision, arguments)).decode("utf-8")
+        except Exception as exc:  # never let the audit trail break the decision itself
+            log.error(f"intercept: decision log entry not written: {exc!r}")
+            return
+        self._file.handle(logging.makeLogRecord({"msg": line}))
+
+    def entry(self, flow: http.HTTPFlow, decision: Decision | None,
+              arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+        meta = flow.metadata
+        entry: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "instance": self.instance,
+            "flow": flow.id,
+            "session": meta.get("mcp.session"),
+        }
+        if decision is None:
+            entry.update(tool=meta.get("mcp.tool"), decision="refused", kind="protocol", rule=None,
+                         message=meta.get("mcp.reason"), retry_after=None)
+        else:
+            entry.update(tool=decision.tool, decision="allow" if decision.allowed else "deny", kind=decision.kind,
+                         rule=decision.rule, message=decision.message, retry_after=decision.retry_after)
+        entry["blocked"] = entry["decision"] != "allow" and self.intercept.enforcing
+        if arguments is not None:
+            shown = redact(arguments, self._redact)
+            entry["args_sha256"] = args_digest(shown)
+            if ctx.options.intercept_log_args:
+                entry["arguments"] = shown
+        return entry
+
+
+# -- reading the log back: ``python -m intercept_addon status`` -------------------------------
+
+
+def log_files(path: Path) -> list[Path]:
+    """The log and its rotated files, oldest first (FILE.N … FILE.1, FILE)."""
+    rotated = []
+    for sibling in path.parent.glob(f"{path.name}.*"):
+        suffix = sibling.name.removeprefix(f"{path.name}.")
+        if suffix.isdigit():
+            rotated.append((int(suffix), sibling))
+    return [p for _, p in sorted(rotated, reverse=True)] + ([path] if path.exists() else [])
+
+
+@dataclass
+class Summary:
+    files: list[Path]
+    entries: int = 0
+    skipped: int = 0  # lines that are not entries (a line cut by a crash, say)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    rules: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, tool) of non-allow decisions
+    first: str | None = None
+    last: str | None = None
+    denials: list[dict[str, Any]] = field(default_factory=list)  # the most recent, oldest first
+
+    @property
+    def deny_rate(self) -> float:
+        return (self.entries - self.verdicts["allow"]) / self.entries if self.entries else 0.0
+
+
+def summarize(path: Path, *, recent: int = 10) -> Summary:
+    summary = Summary(log_files(path))
+    denials: deque[dict[str, Any]] = deque(maxlen=recent)
+    for entry in _entries(summary):
+        summary.entries += 1
+        summary.first = summary.first or entry.get("time")
+        summary.last = entry.get("time")
+        verdict = str(entry.get("decision"))
+        summary.verdicts[verdict] += 1
+        if verdict != "allow":
+            summary.rules[(entry.get("rule") or f"({entry.get('kind')})", entry.get("tool") or "-")] += 1
+            denials.append(entry)
+    summary.denials = list(denials)
+    return summary
+
+
+def _entries(summary: Summary) -> Iterable[dict[str, Any]]:
+    for file in summary.files:
+        with open(file, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    entry = None
+                if isinstance(entry, dict) and "decision" in entry:
+                    yield entry
+                elif line.strip():
+                    summary.skipped += 1
+
+
+def report(summary: Summary, *, top: int = 10) -> list[str]:
+    """The summary as lines of text: totals, deny rate, top rules, recent denials."""
+    if not summary.files:
+        return ["no decision log found"]
+    v = summary.verdicts
+    lines = [
+        f"decision log: {', '.join(str(f) for f in summary.files)}",
+        f"from {summary.first or '-'} to {summary.last or '-'}",
+        f"decisions: {summary.entries}  allowed {v['allow']}  denied {v['deny']}  refused {v['refused']}"
+        f"  deny rate {summary.deny_rate:.1%}",
+    ]
+    if summary.skipped:
+        lines.append(f"skipped {summary.skipped} unreadable lines")
+    if summary.rules:
+        lines += ["", "top rules (denials and refusals):"]
+        lines += format_table(["count", "rule", "tool"],
+                              [(n, rule, tool) for (rule, tool), n in summary.rules.most_common(top)])
+    if summary.denials:
+        lines += ["", f"recent denials (last {len(summary.denials)}):"]
+        lines += format_table(
+            ["time", "session", "tool", "decision", "rule", "message"],
+            [(d.get("time", "-"), d.get("session") or "-", d.get("tool") or "-",
+              d["decision"] + ("" if d.get("blocked", True) else " (not blocked)"),
+              d.get("rule") or "-", d.get("message") or "-") for d in summary.denials])
+    return lines
