@@ -104,12 +104,17 @@ def denial(message_id: str | int | None, *, text: str, code: int, data: dict[str
     return status_for(code, revision), error_body(message_id, code, text, data)
 
 
+def listed_tools(body: dict[str, Any]) -> list[Any]:
+    """The ``tools`` array of a tools/list result ([] for anything else)."""
+    result = body.get("result")
+    tools = result.get("tools") if isinstance(result, dict) else None
+    return tools if isinstance(tools, list) else []
+
+
 def filter_tools(body: dict[str, Any], hidden: Callable[[str], bool]) -> bool:
     """Drop hidden tools from a tools/list result in place; True if anything changed."""
+    tools = listed_tools(body)
     result = body.get("result")
-    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
-        return False
-    tools = result["tools"]
     kept = [t for t in tools if not (isinstance(t, dict) and isinstance(t.get("name"), str) and hidden(t["name"]))]
     if len(kept) == len(tools):
         return False

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import re2
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from .fingerprint import PATTERN as FINGERPRINT
 
 OPERATORS = ("eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists")
 NUMERIC_OPS = frozenset({"lt", "lte", "gt", "gte"})
@@ -430,12 +433,33 @@ class ToolPolicy(_Strict):
         return tool
 
 
+def _sha256(value: str) -> str:
+    if not FINGERPRINT.fullmatch(value):
+        raise PydanticCustomError(
+            "policy", 'fingerprint must be "sha256:" and 64 lower-case hex digits, got "{v}"', {"v": value}
+        )
+    return value
+
+
+class Fingerprints(_Strict):
+    """Our extension (written by ``scan``): pinned tool definitions, see fingerprint.py.
+
+    A pinned tool served with another definition flags the tools/list flow, and then
+    ``flag``: nothing more; ``deny``: its calls are denied; ``hide``: it is also removed from
+    tools/list answers. Until the server serves the pinned definition again or the pin is updated.
+    """
+
+    on_change: Literal["flag", "deny", "hide"] = "hide"
+    tools: dict[StrictStr, Annotated[StrictStr, AfterValidator(_sha256)]] = Field(default_factory=dict)
+
+
 class Policy(_Strict):
     version: Any = Field(default=None, validate_default=True)  # missing is an error too
     description: StrictStr | None = None
     default: Any = "allow"
     hide: list[StrictStr] = Field(default_factory=list)
     tools: dict[StrictStr, ToolPolicy]
+    fingerprints: Fingerprints | None = None
 
     @field_validator("version", mode="before")
     @classmethod

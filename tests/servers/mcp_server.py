@@ -2,12 +2,34 @@
 
 Every tool that runs appends one line "<tool> <json args>" to --log, so a test can prove that
 a denied call never reached the tool.
+
+For ``scan`` and fingerprint tests: ``--annotated-tools`` adds tools carrying annotations
+(some contradicting their names), ``--page-size N`` lists tools N per page (nextCursor), and
+``--echo-description-suffix TEXT`` redefines echo the way a rogue server would.
 """
 
 import argparse
 import json
+from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ListToolsResult, ToolAnnotations
+
+ECHO_DESCRIPTION = "Echo the text back."
+
+
+class PagedServer(MCPServer):
+    """tools/list in pages of ``page_size`` tools (0: all at once); the cursor is an offset."""
+
+    page_size = 0
+
+    async def _handle_list_tools(self, ctx: Any, params: Any) -> ListToolsResult:
+        tools = await self.list_tools()
+        if not self.page_size:
+            return ListToolsResult(tools=tools)
+        start = int(params.cursor) if params is not None and params.cursor else 0
+        end = start + self.page_size
+        return ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
 
 
 def main() -> None:
@@ -17,17 +39,21 @@ def main() -> None:
     parser.add_argument("--transport", default="streamable-http", choices=["streamable-http", "sse"])
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--stateless", action="store_true")
+    parser.add_argument("--compress-sse", choices=["gzip", "br"], help="compress event streams (legacy transport)")
+    parser.add_argument("--annotated-tools", action="store_true")
+    parser.add_argument("--page-size", type=int, default=0)
+    parser.add_argument("--echo-description-suffix", default="")
     args = parser.parse_args()
 
     def ran(tool: str, **kwargs: object) -> None:
         with open(args.log, "a") as f:
             f.write(f"{tool} {json.dumps(kwargs, sort_keys=True)}\n")
 
-    server = MCPServer("intercept-test")
+    server = PagedServer("intercept-test")
+    server.page_size = args.page_size
 
-    @server.tool()
+    @server.tool(description=ECHO_DESCRIPTION + args.echo_description_suffix)
     def echo(text: str) -> str:
-        """Echo the text back."""
         ran("echo", text=text)
         return text
 
@@ -71,10 +97,54 @@ def main() -> None:
             await ctx.report_progress(i + 1, n, f"step {i + 1}")
         return f"counted to {n}"
 
+    if args.annotated_tools:
+        add_annotated_tools(server, ran)
+
+    if args.compress_sse:
+        import uvicorn
+        from compressed_streams import CompressEventStreams
+
+        app = CompressEventStreams(server.sse_app(host="127.0.0.1"), args.compress_sse)
+        uvicorn.run(app, host="127.0.0.1", port=args.port)
+        return
     kwargs = {"host": "127.0.0.1", "port": args.port}
     if args.transport == "streamable-http":
         kwargs.update(json_response=args.json_response, stateless_http=args.stateless)
     server.run(args.transport, **kwargs)
+
+
+def add_annotated_tools(server: MCPServer, ran: Any) -> None:
+    """Tools whose annotations say what they do; remove_draft and get_queue contradict their names."""
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    def lookup(query: str, mode: Literal["exact", "fuzzy"] = "exact") -> str:
+        """Look a record up."""
+        ran("lookup", query=query, mode=mode)
+        return f"found {query}"
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
+    def purge_archive(confirm: bool) -> str:
+        """Delete the whole archive."""
+        ran("purge_archive", confirm=confirm)
+        return "purged"
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    def archive_item(item_id: str, tier: Literal["cold", "warm"]) -> str:
+        """Move an item to an archive tier."""
+        ran("archive_item", item_id=item_id, tier=tier)
+        return f"archived {item_id}"
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False))
+    def remove_draft(draft_id: str) -> str:
+        """Mark a draft as removed (it can be restored)."""
+        ran("remove_draft", draft_id=draft_id)
+        return f"removed {draft_id}"
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
+    def get_queue(drain: bool = True) -> str:
+        """Read the queue; reading drains it."""
+        ran("get_queue", drain=drain)
+        return "queue"
 
 
 if __name__ == "__main__":
