@@ -83,18 +83,22 @@ def start_mcp_server(tmp: Path, *extra: str, transport: str = "streamable-http")
 
 
 def start_mitmdump(tmp: Path, upstream_port: int | None, *options: str, policy: Path | None = None,
-                   mode: str | None = None) -> tuple[Process, int]:
-    """mitmdump with the addon script; reverse mode to upstream_port unless mode is given."""
+                   mode: str | None = None, scripts: Sequence[Path] = (),
+                   program: str = "mitmdump") -> tuple[Process, int]:
+    """mitmdump (or ``program``: mitmweb) with the addon script (then any extra ``scripts``);
+    reverse mode to upstream_port unless mode is given."""
     port = free_port()
-    args = [str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "-p", str(port),
+    args = [str(BIN / program), "--listen-host", "127.0.0.1", "-p", str(port),
             "-s", str(ROOT / "intercept_addon.py"), "--set", f"confdir={tmp / 'mitmproxy'}",
             "--set", "connection_strategy=lazy"]
+    for script in scripts:
+        args += ["-s", str(script)]
     args += ["--mode", mode or f"reverse:http://127.0.0.1:{upstream_port}"]
     if policy is not None:
         args += ["--set", f"intercept_policy={policy}"]
     for opt in options:
         args += ["--set", opt]
-    proc = Process(args, tmp / f"mitmdump-{port}.log")
+    proc = Process(args, tmp / f"{program}-{port}.log")
     wait_for_port(port, proc.proc)
     return proc, port
 
