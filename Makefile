@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 TS := tests/ts
 
-.PHONY: demo test test-fast bench validate clean system-deps
+.PHONY: demo test test-fast bench fuzz validate clean system-deps
 
 $(VENV)/.installed: pyproject.toml scripts/find-python
 	@python=$$(scripts/find-python) && echo "using $$python" && $$python -m venv $(VENV)
@@ -29,9 +29,15 @@ test: $(VENV)/.installed $(TS)/node_modules/.installed system-deps  ## every tes
 test-fast: $(VENV)/.installed  ## unit tests only, no processes started
 	$(PY) -m pytest -q -m "not e2e"
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed system-deps  ## engine, state stores (Redis too) and proxy benchmarks
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_state.py
 	$(PY) bench/bench_proxy.py
+
+FUZZ_SECONDS ?= 300
+fuzz: $(VENV)/.installed  ## longer atheris runs than the test suite's (FUZZ_SECONDS per target)
+	$(PY) bench/fuzz.py request -max_total_time=$(FUZZ_SECONDS)
+	$(PY) bench/fuzz.py sse -max_total_time=$(FUZZ_SECONDS)
 
 validate: $(VENV)/.installed
 	$(PY) -m intercept_addon validate policies/*.yaml

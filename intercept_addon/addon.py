@@ -13,30 +13,40 @@ import os
 import re
 import traceback
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.net import encoding
 
-from . import jsonrpc, legacy, mcp
+from . import encodings, fingerprint, jsonrpc, legacy, mcp
 from .engine import Call, Decision, Engine
 from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, Message, ProtocolError
 from .legacy import LegacyStream
 from .policy_file import PolicyError, load_policy
 from .sse import SseEvent, SseRewriter, detect_newline, format_event
 from .state import Reservation, Store, open_store
+from .state.fail_mode import FAIL_MODES, FailModeStore
 
 log = logging.getLogger("intercept")
 
 MODES = ("enforce", "monitor")
 DENY_AS = ("error", "result")
 IDENTITY_SOURCES = ("mcp-session", "legacy-session", "agent-header", "authorization", "client")
-KNOWN_ENCODINGS = ("gzip", "deflate", "br", "zstd")
 MCP_HEADERS = ("mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name")
 RELOAD_POLL_SECONDS = 1.0
 MAX_ISSUED_SESSIONS = 100_000
+
+
+def header_map(headers: http.Headers) -> dict[str, str]:
+    """Lower-cased name -> value, repeats joined with ", " as ``Headers.get`` does. Read once per
+    request: every ``Headers`` lookup scans and case-folds all fields."""
+    out: dict[str, str] = {}
+    for name, value in headers.items(multi=True):
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
 
 
 @dataclass
@@ -49,6 +59,21 @@ class Tracked:
 
 def _reply(flow: http.HTTPFlow, status: int, body: Any) -> None:
     flow.response = http.Response.make(status, jsonrpc.dumps(body), {"content-type": "application/json"})
+
+
+def _reframed(event: SseEvent, msg: dict[str, Any]) -> bytes:
+    """``event`` carrying ``msg`` instead, in the stream's own line endings, id kept."""
+    return format_event(jsonrpc.dumps(msg).decode("utf-8"), event=event.event, id=event.id,
+                        newline=detect_newline(event.raw))
+
+
+def _unanswered(owed: Tracked | LegacyStream) -> bytes:
+    """Error events for the ids a cut event stream still owes its client, so none waits forever.
+    Starts with a blank line: it ends whatever uninspected event was being passed through."""
+    text = f"{mcp.DENIED_PREFIX} the response stream could not be inspected and was cut"
+    ids = [*owed.reservations, *owed.list_ids, *getattr(owed, "denials", ())]
+    return b"\n\n" + b"".join(format_event(jsonrpc.dumps(jsonrpc.error_body(i, INTERNAL_ERROR, text)).decode("utf-8"))
+                              for i in dict.fromkeys(ids))
 
 
 class InterceptAddon:
@@ -65,6 +90,10 @@ class InterceptAddon:
         self._tool_name: re.Pattern[str] = re.compile(mcp.DEFAULT_TOOL_NAME)
         self._identity: tuple[str, ...] = IDENTITY_SOURCES
         self.decisions = {"allow": 0, "deny": 0}
+        self.pins = fingerprint.PinWatch()  # pinned tools last served with another definition
+        # Called once per decision (the decision log, the status command): (flow, decision,
+        # arguments), or (flow, None, None) for a request refused as malformed. Must not raise.
+        self.decision_hooks: list[Callable[[http.HTTPFlow, Decision | None, Mapping[str, Any] | None], None]] = []
         # Mcp-Session-Id values servers issued: only those identify a session, so a client
         # cannot mint a fresh per-session budget by sending a made-up id to a stateless server.
         self.issued_sessions: OrderedDict[str, None] = OrderedDict()
@@ -77,7 +106,12 @@ class InterceptAddon:
         loader.add_option("intercept_deny_as", str, "error",
                           "error: JSON-RPC error reply; result: tool result with isError and the reason as text.")
         loader.add_option("intercept_state", str, "sqlite",
-                          "Counters: sqlite (a file in mitmproxy's confdir), sqlite:///path, or memory.")
+                          "Counters: sqlite (a file in mitmproxy's confdir), sqlite:///path, memory, or "
+                          "redis[s]://[user:password@]host:port/db (one Redis shared by several proxies).")
+        loader.add_option("intercept_state_prefix", str, "intercept:", "Prefix of every Redis key of the counters.")
+        loader.add_option("intercept_state_fail", str, "closed",
+                          "While the state store is unreachable: closed (deny calls that need a counter) "
+                          "or open (allow them uncounted, logged).")
         loader.add_option("intercept_max_body", int, 4 * 1024 * 1024, "Largest MCP request body accepted, bytes.")
         loader.add_option("intercept_max_depth", int, 64, "Deepest JSON nesting accepted in an MCP message.")
         loader.add_option("intercept_identity", str, ",".join(IDENTITY_SOURCES),
@@ -85,6 +119,9 @@ class InterceptAddon:
         loader.add_option("intercept_agent_header", str, "x-agent-id", "Header naming the agent (agent-header source).")
         loader.add_option("intercept_tool_names", str, mcp.DEFAULT_TOOL_NAME,
                           "Regex every tools/call name must match in full (refuses lookalike names).")
+        loader.add_option("intercept_log_allowed", bool, True,
+                          "A line in mitmproxy's event log for each allowed call too (denials and refusals "
+                          "always get one). Off saves ~5% throughput at high call rates.")
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -99,6 +136,11 @@ class InterceptAddon:
             raise exceptions.OptionsError(f"intercept_deny_as must be one of {', '.join(DENY_AS)}")
         if "intercept_max_body" in updated and opts.intercept_max_body <= 0:
             raise exceptions.OptionsError("intercept_max_body must be positive")
+        if updated & {"body_size_limit", "intercept_max_body"} and not opts.body_size_limit:
+            # mitmproxy buffers whole bodies before any hook sees them. Its own limit refuses a
+            # larger body with 413 as soon as Content-Length (or the bytes read) pass it, so a
+            # 100 MB or endless body never fills memory. Explicitly set values are kept.
+            opts.body_size_limit = str(max(encodings.BODY_BUFFER_LIMIT, opts.intercept_max_body))
         if "intercept_max_depth" in updated and not 1 <= opts.intercept_max_depth <= 512:
             raise exceptions.OptionsError("intercept_max_depth must be between 1 and 512")
         if "intercept_identity" in updated:
@@ -112,14 +154,21 @@ class InterceptAddon:
                 self._tool_name = re.compile(opts.intercept_tool_names)
             except re.error as exc:
                 raise exceptions.OptionsError(f"intercept_tool_names is not a valid regex: {exc}") from None
-        if "intercept_state" in updated:
+        if updated & {"intercept_state", "intercept_state_prefix", "intercept_state_fail"}:
+            if opts.intercept_state_fail not in FAIL_MODES:
+                raise exceptions.OptionsError(f"intercept_state_fail must be one of {', '.join(FAIL_MODES)}")
             default = os.path.join(os.path.expanduser(opts.confdir), "intercept-state.sqlite")
             try:
-                self.store = open_store(opts.intercept_state, default_path=default)
+                store = open_store(opts.intercept_state, default_path=default, prefix=opts.intercept_state_prefix)
             except Exception as exc:
                 raise exceptions.OptionsError(f"intercept_state: {exc}") from None
+            self.store = FailModeStore(store, opts.intercept_state_fail)
         if "intercept_policy" in updated:
             self._load_policy(startup=True)
+
+    def reload_policy(self) -> bool:
+        """Load the policy file again now; False (and the old policy stays) if it is invalid."""
+        return self._load_policy(startup=False)
 
     def _load_policy(self, *, startup: bool) -> bool:
         path = ctx.options.intercept_policy
@@ -186,22 +235,25 @@ class InterceptAddon:
 
     def _refuse(self, flow: http.HTTPFlow, exc: ProtocolError) -> None:
         flow.metadata["mcp.decision"] = "refused"
+        flow.metadata["mcp.reason"] = exc.message
         flow.comment = f"REFUSED: {exc.message}"
         flow.marked = ":no_entry:"
         self.tracked.pop(flow.id, None)
         log.info(f"intercept: refused {flow.request.method} {flow.request.pretty_url}: {exc.message}")
         if self.enforcing:
             _reply(flow, exc.status, jsonrpc.error_body(exc.id, exc.code, f"{mcp.DENIED_PREFIX} {exc.message}"))
+        for hook in self.decision_hooks:  # last: the reply above is in place whatever they do
+            hook(flow, None, None)
 
     @property
     def enforcing(self) -> bool:
         return bool(ctx.options.intercept_policy) and ctx.options.intercept_mode == "enforce"
 
-    def _looks_like_mcp(self, flow: http.HTTPFlow) -> bool:
+    def _looks_like_mcp(self, flow: http.HTTPFlow, headers: dict[str, str]) -> bool:
         req = flow.request
-        if any(h in req.headers for h in MCP_HEADERS):
+        if any(h in headers for h in MCP_HEADERS):
             return True
-        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json" or ctype.endswith("+json"):
             return True
         head = (req.raw_content or b"")[:8].lstrip()
@@ -217,21 +269,22 @@ class InterceptAddon:
             raise ProtocolError(INVALID_REQUEST, f"request body larger than {limit} bytes", status=413)
         enc = req.headers.get("content-encoding", "").strip().lower()
         if enc and enc != "identity":
-            if enc not in KNOWN_ENCODINGS:
+            if enc not in encodings.KNOWN:
                 raise ProtocolError(INVALID_REQUEST, f"unsupported Content-Encoding {enc!r}", status=415)
             # Decode only to learn whether this is MCP; MCP servers do not accept compressed requests.
-            decoded = encoding.decode(raw, enc)
+            decoded = encodings.decode_capped(raw, enc, limit + 1)
             if len(decoded) > limit:
                 raise ProtocolError(INVALID_REQUEST, f"request body larger than {limit} bytes", status=413)
             return decoded
         return raw
 
     async def _inspect_post(self, flow: http.HTTPFlow) -> None:
-        if not self._looks_like_mcp(flow):
+        headers = header_map(flow.request.headers)
+        if not self._looks_like_mcp(flow, headers):
             return
         req = flow.request
         body = self._body(flow)
-        charset = re.search(r"charset\s*=\s*\"?([^\";\s]+)", req.headers.get("content-type", ""), re.I)
+        charset = re.search(r"charset\s*=\s*\"?([^\";\s]+)", headers.get("content-type", ""), re.I)
         if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
             raise ProtocolError(PARSE_ERROR, f"charset {charset.group(1)} is not UTF-8", status=415)
         value = jsonrpc.loads(body, max_depth=ctx.options.intercept_max_depth)
@@ -239,7 +292,7 @@ class InterceptAddon:
             return  # JSON, but not JSON-RPC: not ours, forward as it came
         if body is not req.raw_content:
             raise ProtocolError(INVALID_REQUEST, "compressed MCP requests are not accepted", status=415)
-        revision = req.headers.get("mcp-protocol-version")
+        revision = headers.get("mcp-protocol-version")
         if isinstance(value, list):
             messages = self._batch(value, revision)
         else:
@@ -249,9 +302,10 @@ class InterceptAddon:
             raise ProtocolError(INVALID_REQUEST, "batches are not part of the legacy HTTP+SSE transport")
         # On a legacy endpoint the stream is the session: an Mcp-Session-Id header there is
         # ignored by the server, so it must not mint fresh per-session budgets either.
-        flow.metadata["mcp.session"] = self.session_of(flow) if stream is None else f"legacy-session:{stream.key}"
+        flow.metadata["mcp.session"] = self.session_of(flow, headers) if stream is None \
+            else f"legacy-session:{stream.key}"
         if not isinstance(value, list):
-            mcp.check_routing_headers(messages[0], req.headers.get, revision)
+            mcp.check_routing_headers(messages[0], headers.get, revision)
         tracked = Tracked()
         denials = [await self._message(flow, msg, revision, tracked) for msg in messages]
         if stream is not None:
@@ -272,7 +326,9 @@ class InterceptAddon:
             self.tracked[flow.id] = tracked
             # Answers must be readable to settle counters and filter tool lists.
             req.headers["accept-encoding"] = "identity"
-        req.content = jsonrpc.dumps(value)  # forward exactly what was evaluated
+        evaluated = jsonrpc.dumps(value)
+        if evaluated != body:  # forward exactly what was evaluated (most clients already send this)
+            req.content = evaluated
 
     def _legacy_stream_of(self, url: str) -> LegacyStream | None:
         """The legacy stream whose announced endpoint this POST goes to, if any."""
@@ -321,9 +377,9 @@ class InterceptAddon:
         if self.engine is None:
             flow.metadata["mcp.decision"] = "inspect"
             return None
-        decision = await self.engine.evaluate(Call(flow.metadata["mcp.session"], call.name, call.arguments),
-                                              self.store)
-        self._annotate(flow, decision)
+        decision = self._pin_decision(flow, call.name) or await self.engine.evaluate(
+            Call(flow.metadata["mcp.session"], call.name, call.arguments), self.store)
+        self._annotate(flow, decision, call.arguments)
         if decision.allowed:
             if decision.reservation is not None and decision.reservation.applied:
                 tracked.reservations[msg.id] = decision.reservation  # type: ignore[index]
@@ -342,7 +398,40 @@ class InterceptAddon:
                           as_result=ctx.options.intercept_deny_as == "result" and decision.kind != "hidden",
                           revision=revision)
 
-    def _annotate(self, flow: http.HTTPFlow, decision: Decision) -> None:
+    def _pin_decision(self, flow: http.HTTPFlow, tool: str) -> Decision | None:
+        """A denial for a pinned tool last served with another definition (``fingerprints``)."""
+        assert self.engine is not None
+        pins = self.engine.policy.fingerprints
+        if pins is None or self.pins.changed(tool, pins.tools) is None or self.engine.is_hidden(tool):
+            return None
+        flow.metadata["mcp.fingerprint_changed"] = tool
+        if pins.on_change == "flag":
+            return None
+        return Decision(False, tool, "deny", "(fingerprint changed)",
+                        f"{tool}: tool definition changed since it was pinned; "
+                        "calls are denied until the policy's fingerprints are updated")
+
+    def _tools_list(self, flow: http.HTTPFlow, msg: dict[str, Any]) -> bool:
+        """A tools/list answer: flag pinned tools served with another definition, then drop hidden
+        ones (and changed ones under ``on_change: hide``) in place; True if ``msg`` changed."""
+        assert self.engine is not None
+        engine, pins = self.engine, self.engine.policy.fingerprints
+        if pins is None:
+            return mcp.filter_tools(msg, engine.is_hidden)
+        changes = self.pins.observe(mcp.listed_tools(msg), pins.tools)
+        if changes:
+            names = ", ".join(sorted({c.tool for c in changes}))
+            flow.metadata["mcp.fingerprint_changed"] = names
+            flow.marked = flow.marked or ":warning:"
+            flow.comment = f"TOOL DEFINITION CHANGED ({pins.on_change}): {names}"
+            for c in changes:
+                log.warning(f"intercept: tool definition changed since it was pinned: tool={c.tool!r} "
+                            f"pinned={c.pinned} served={c.served} on_change={pins.on_change}")
+        hide = pins.on_change == "hide"
+        return mcp.filter_tools(msg, lambda name: engine.is_hidden(name)
+                                or (hide and self.pins.changed(name, pins.tools) is not None))
+
+    def _annotate(self, flow: http.HTTPFlow, decision: Decision, arguments: Mapping[str, Any]) -> None:
         verdict = "allow" if decision.allowed else "deny"
         self.decisions[verdict] += 1
         flow.metadata["mcp.decision"] = verdict
@@ -355,23 +444,29 @@ class InterceptAddon:
             flow.marked = ":no_entry:"
             enforced = "" if self.enforcing else " (monitor: forwarded)"
             flow.comment = f"DENY {decision.tool} [{decision.rule}]: {decision.message}{enforced}"
-        log.info(f"intercept: {verdict} tool={decision.tool} session={flow.metadata.get('mcp.session')} "
-                 f"rule={decision.rule or '-'}" + (f" reason={decision.message!r}" if not decision.allowed else ""))
+        # Every log record is dispatched to every loaded addon, which costs about as much as
+        # the policy check: high-rate deployments may keep only the denials.
+        if not decision.allowed or ctx.options.intercept_log_allowed:
+            log.info(f"intercept: {verdict} tool={decision.tool} session={flow.metadata.get('mcp.session')} "
+                     f"rule={decision.rule or '-'}" + (f" reason={decision.message!r}" if not decision.allowed else ""))
+        for hook in self.decision_hooks:
+            hook(flow, decision, arguments)
 
-    def session_of(self, flow: http.HTTPFlow) -> str:
+    def session_of(self, flow: http.HTTPFlow, headers: dict[str, str]) -> str:
         req = flow.request
         for source in self._identity:
             value: str | None = None
             if source == "mcp-session":
-                value = req.headers.get("mcp-session-id")
+                value = headers.get("mcp-session-id")
                 if value not in self.issued_sessions:
                     value = None
             elif source == "legacy-session":
-                value = req.query.get("session_id") or req.query.get("sessionId")
+                if "?" in req.path:
+                    value = req.query.get("session_id") or req.query.get("sessionId")
             elif source == "agent-header":
-                value = req.headers.get(ctx.options.intercept_agent_header)
+                value = headers.get(ctx.options.intercept_agent_header.lower())
             elif source == "authorization":
-                auth = req.headers.get("authorization")
+                auth = headers.get("authorization")
                 value = hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else None
             elif source == "client":
                 value = flow.client_conn.peername[0] if flow.client_conn.peername else None
@@ -398,22 +493,31 @@ class InterceptAddon:
             tracked = self.tracked.get(flow.id)
             identity = resp.headers.get("content-encoding", "identity").lower() == "identity"
             if tracked is None:
-                if flow.request.method == "GET" and identity:  # may be a legacy HTTP+SSE stream
+                if flow.request.method == "GET":  # may be a legacy HTTP+SSE stream: never pass it unread
+                    decode = encodings.stream_decoder(resp)
+                    if decode is None:
+                        log.warning(f"intercept: event stream {flow.request.pretty_url} has Content-Encoding "
+                                    f"{resp.headers['content-encoding']!r}, which cannot be inspected: refused")
+                        self._fail_response(flow, body_to_come=True)
+                        return
                     stream = self.legacy_streams[flow.id] = LegacyStream()
                     resp.stream = self._sse_stream(flow, self._legacy_transform(flow, stream),
                                                    lambda: self._legacy_end(flow),
-                                                   must_inspect=lambda: stream.pending > 0)
+                                                   must_inspect=lambda: stream.pending > 0, decode=decode,
+                                                   owed=stream)
                 else:
                     resp.stream = True  # not ours to inspect, but never buffer an event stream
                 return
             if not identity:
                 return  # compressed despite our Accept-Encoding: buffer it, handled in `response`
-            resp.stream = self._sse_stream(flow, self._sse_transform(tracked), lambda: self._finish(flow))
+            # A tools/list answer too large to filter must not pass: it could list hidden tools.
+            resp.stream = self._sse_stream(flow, self._sse_transform(flow, tracked), lambda: self._finish(flow),
+                                           must_inspect=lambda: bool(tracked.list_ids), owed=tracked)
         except Exception:
             log.error(f"intercept: internal error on response headers:\n{traceback.format_exc()}")
-            self._fail_response(flow)
+            self._fail_response(flow, body_to_come=True)
 
-    def _sse_transform(self, tracked: Tracked | LegacyStream):  # type: ignore[no-untyped-def]
+    def _sse_transform(self, flow: http.HTTPFlow, tracked: Tracked | LegacyStream):  # type: ignore[no-untyped-def]
         """Per event: settle the counters of answered calls, filter tools/list answers, and (legacy
         streams) put denials in place of the answers to the pings sent for denied calls."""
 
@@ -424,37 +528,48 @@ class InterceptAddon:
                 msg = jsonrpc.loads(event.data.encode("utf-8"), max_depth=512)
             except ProtocolError:
                 return None
-            if not isinstance(msg, dict) or "method" in msg or msg.get("id") is None:
-                return None
+            if not isinstance(msg, dict) or "method" in msg or not jsonrpc.valid_id(msg.get("id")):
+                return None  # not an answer to anything we sent (an object id is not even hashable)
             msg_id = msg["id"]
-            self._settle(tracked, msg_id, msg)
+            if (settlement := self._settlement(tracked, msg_id, msg)) is not None:
+                asyncio.get_running_loop().create_task(settlement)  # a stream callable cannot await
             denial = tracked.denials.pop(msg_id, None) if isinstance(tracked, LegacyStream) else None
             if denial is not None:
                 tracked.list_ids.discard(msg_id)
-                return format_event(jsonrpc.dumps(denial).decode("utf-8"), event=event.event or "message",
-                                    id=event.id, newline=detect_newline(event.raw))
+                return _reframed(event, denial)
             if msg_id in tracked.list_ids:
                 tracked.list_ids.discard(msg_id)
-                if self.engine is not None and mcp.filter_tools(msg, self.engine.is_hidden):
-                    return format_event(jsonrpc.dumps(msg).decode("utf-8"), event=event.event or "message",
-                                        id=event.id, newline=detect_newline(event.raw))
+                if self.engine is not None and self._tools_list(flow, msg):
+                    return _reframed(event, msg)
             return None
 
         return transform
 
     def _legacy_transform(self, flow: http.HTTPFlow, stream: LegacyStream):  # type: ignore[no-untyped-def]
         """Per event of a GET stream: learn a legacy POST endpoint, then answer for its messages."""
-        answers = self._sse_transform(stream)  # type: ignore[arg-type]
+        answers = self._sse_transform(flow, stream)  # type: ignore[arg-type]
 
         def transform(event: SseEvent) -> bytes | None:
             if event.event == "endpoint" and event.data is not None:
                 self._legacy_register(flow, stream, event.data)
                 return None
-            if stream.key is None or event.event not in (None, "message") or event.data is None:
+            if event.event not in (None, "message") or event.data is None:
                 return None
-            return answers(event)
+            return answers(event) if stream.key is not None else self._replayed(flow, event)
 
         return transform
+
+    def _replayed(self, flow: http.HTTPFlow, event: SseEvent) -> bytes | None:
+        """An event on a Streamable HTTP GET stream. A resumed stream (Last-Event-ID) replays
+        answers to earlier POSTs whose ids are no longer tracked: filter anything shaped like a
+        tools/list result, so a reconnect cannot reveal hidden tools."""
+        try:
+            msg = jsonrpc.loads(event.data.encode("utf-8"), max_depth=512)  # type: ignore[union-attr]
+        except ProtocolError:
+            return None
+        if self.engine is None or not isinstance(msg, dict) or "method" in msg or not mcp.listed_tools(msg):
+            return None
+        return _reframed(event, msg) if self._tools_list(flow, msg) else None
 
     def _legacy_register(self, flow: http.HTTPFlow, stream: LegacyStream, data: str) -> None:
         try:
@@ -488,18 +603,22 @@ class InterceptAddon:
             self._settle_later([reservation], keep=False)
 
     def _sse_stream(self, flow: http.HTTPFlow, transform, end,  # type: ignore[no-untyped-def]
-                    must_inspect=lambda: False):
-        """A stream callable; ``end()`` runs once when the stream is over or cut. Cut the stream on an
-        event too large to inspect while ``must_inspect()``."""
+                    must_inspect=lambda: False, decode=lambda chunk: chunk, owed=None):
+        """A stream callable; ``decode`` undoes the Content-Encoding; ``end()`` runs once when the
+        stream is over or cut. Cut the stream on an event too large to inspect while ``must_inspect()``;
+        a cut stream ends with an error event for each id ``owed`` (Tracked/LegacyStream) still awaits."""
         rewriter = SseRewriter(transform)
         failed = False
 
-        def stream(chunk: bytes) -> bytes:
+        def feed(chunk: bytes) -> bytes:
             nonlocal failed
             if failed:
                 return b""
             try:
-                out = rewriter.feed(chunk)
+                data = decode(chunk)
+                out = rewriter.feed(data) if data else b""  # feed(b"") means end of stream
+                if chunk == b"":
+                    out += rewriter.feed(b"")
                 if rewriter.oversized_events and must_inspect():
                     raise RuntimeError("an event too large to inspect while answers are awaited")
                 if chunk == b"":
@@ -508,16 +627,24 @@ class InterceptAddon:
             except Exception:
                 failed = True  # fail closed: nothing more of this stream reaches the client
                 log.error(f"intercept: internal error in an event stream, stream cut:\n{traceback.format_exc()}")
+                answers = _unanswered(owed) if owed is not None else b""
                 end()
-                return b""
+                return answers
+
+        def stream(chunk: bytes) -> list[bytes]:
+            # Never b"" for a chunk: over HTTP/1 chunked, mitmproxy writes it as the zero-length
+            # chunk that ENDS the body, so holding back half an event would truncate the stream.
+            out = feed(chunk)
+            return [out] if out else []
 
         return stream
 
-    def _settle(self, tracked: Tracked | LegacyStream, msg_id: Any, msg: dict[str, Any]) -> None:
+    def _settlement(self, tracked: Tracked | LegacyStream, msg_id: Any, msg: dict[str, Any]) -> Awaitable[None] | None:
+        """The store update an answer calls for: commit on a result, roll back on an error."""
         reservation = tracked.reservations.pop(msg_id, None)
-        if reservation is not None and self.store is not None:
-            coro = self.store.rollback(reservation) if "error" in msg else self.store.commit(reservation)
-            asyncio.get_running_loop().create_task(coro)
+        if reservation is None or self.store is None:
+            return None
+        return self.store.rollback(reservation) if "error" in msg else self.store.commit(reservation)
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         """The flow is over: keep whatever it reserved and never answered (the tool may have run)."""
@@ -559,9 +686,9 @@ class InterceptAddon:
             await self._release(tracked)
             return
         ctype = resp.headers.get("content-type", "").lower()
-        content = resp.get_content(strict=True) or b""
+        content = encodings.decoded_response(resp)
         if "text/event-stream" in ctype:  # a compressed stream we had to buffer
-            rewriter = SseRewriter(self._sse_transform(tracked))
+            rewriter = SseRewriter(self._sse_transform(flow, tracked))
             resp.content = rewriter.feed(content) + rewriter.feed(b"")
         elif content.strip():
             try:
@@ -572,10 +699,11 @@ class InterceptAddon:
                 value = None
             changed = False
             for msg in value if isinstance(value, list) else [value]:
-                if isinstance(msg, dict) and msg.get("id") is not None and "method" not in msg:
-                    self._settle(tracked, msg["id"], msg)
+                if isinstance(msg, dict) and jsonrpc.valid_id(msg.get("id")) and "method" not in msg:
+                    if (settlement := self._settlement(tracked, msg["id"], msg)) is not None:
+                        await settlement
                     if msg["id"] in tracked.list_ids and self.engine is not None:
-                        changed |= mcp.filter_tools(msg, self.engine.is_hidden)
+                        changed |= self._tools_list(flow, msg)
             if changed:
                 resp.content = jsonrpc.dumps(value)
         for reservation in tracked.reservations.values():  # 202 and friends: the call was accepted
@@ -586,12 +714,22 @@ class InterceptAddon:
             await self.store.rollback(reservation)  # type: ignore[union-attr]
         tracked.reservations.clear()
 
-    def _fail_response(self, flow: http.HTTPFlow) -> None:
+    def _fail_response(self, flow: http.HTTPFlow, *, body_to_come: bool = False) -> None:
+        """Answer 502 in place of a response we could not inspect. ``body_to_come`` (from
+        ``responseheaders``): mitmproxy would still read the upstream body into this response,
+        so it is streamed and every upstream byte is swallowed."""
         self._finish(flow)
-        flow.response = http.Response.make(
-            502, jsonrpc.dumps(jsonrpc.error_body(None, INTERNAL_ERROR,
-                                                  f"{mcp.DENIED_PREFIX} the proxy could not inspect the response")),
-            {"content-type": "application/json"})
+        body = jsonrpc.dumps(jsonrpc.error_body(None, INTERNAL_ERROR,
+                                                f"{mcp.DENIED_PREFIX} the proxy could not inspect the response"))
+        flow.response = http.Response.make(502, body, {"content-type": "application/json"})
+        if body_to_come:
+            pending = [body]
+
+            def swallow(chunk: bytes) -> list[bytes]:
+                # [] rather than b"": over HTTP/1 chunked, b"" would be written as the end of the body.
+                return [pending.pop()] if pending else []
+
+            flow.response.stream = swallow
 
     def error(self, flow: http.HTTPFlow) -> None:
         try:

@@ -41,6 +41,11 @@ DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "de
 MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cache
 
 
+# Between a counter key's namespace, counter name and session: it cannot appear in
+# YAML-authored names, so it keeps the parts apart unambiguously.
+KEY_SEP = "\x1f"
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     session: str
@@ -71,9 +76,8 @@ class CounterSpec:
     describe: str  # e.g. "30 calls per 60 s"
 
     def key(self, call: Call) -> str:
-        # \x1f cannot appear in YAML-authored names; it keeps the parts apart unambiguously.
         part = call.session if self.scope == "session" else ""
-        return f"{self.namespace}\x1f{self.name}\x1f{part}"
+        return KEY_SEP.join((self.namespace, self.name, part))
 
     def amount(self, call: Call) -> Decimal | None:
         if isinstance(self.increment, Decimal):

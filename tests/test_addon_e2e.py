@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 
 import httpx2
 import mcp
@@ -173,7 +172,7 @@ async def wait_for_log(stack, text: str, timeout: float = 10) -> None:
     ("intercept_state=redis-ish://x", "intercept_state"),
 ])
 def test_bad_options_stop_mitmdump(tmp_path, option, message):
-    import subprocess, sys
+    import subprocess
     from harness import BIN, ROOT, clean_env, free_port
 
     proc = subprocess.run(

@@ -1,0 +1,321 @@
+"""The addon's fine cases, in-process with mitmproxy's own test tools (taddons, tflow): identity
+chain, per-revision denial replies, batches, monitor and inspect-only modes, exact forwarding,
+counter settlement, and fail-closed internal errors. The e2e files prove the same paths with
+real processes; these pin the details each of those depends on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons, tflow
+
+from conftest import TEST_POLICY
+from intercept_addon import jsonrpc
+from intercept_addon.addon import InterceptAddon, header_map
+
+REV_2025 = "2025-11-25"
+REV_2026 = "2026-07-28"
+
+
+def request_flow(body: Any, *, revision: str | None = REV_2025, headers: dict[str, str] | None = None,
+                 path: str = "/mcp", raw: bytes | None = None) -> http.HTTPFlow:
+    flow = tflow.tflow()
+    hdrs = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if revision:
+        hdrs["mcp-protocol-version"] = revision
+    hdrs.update(headers or {})
+    content = raw if raw is not None else json.dumps(body).encode()
+    flow.request = http.Request.make("POST", f"http://127.0.0.1:9/{path.lstrip('/')}", content, hdrs)
+    flow.response = None
+    return flow
+
+
+def call(tool: str, args: dict[str, Any] | None = None, msg_id: int | str = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": {"name": tool, "arguments": args or {}}}
+
+
+def reply(flow: http.HTTPFlow) -> Any:
+    assert flow.response is not None, "expected a local answer"
+    return json.loads(flow.response.content)
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(TEST_POLICY)
+    return path
+
+
+@pytest.fixture
+def addon_ctx(policy: Path, tmp_path: Path):
+    addon = InterceptAddon()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, confdir=str(tmp_path), intercept_policy=str(policy), intercept_state="memory")
+        yield addon, tctx
+
+
+def test_header_map_joins_repeats_like_headers_get():
+    headers = http.Headers([(b"Mcp-Method", b"tools/call"), (b"mcp-method", b"tools/list"), (b"X-A", b"1")])
+    assert header_map(headers) == {"mcp-method": "tools/call, tools/list", "x-a": "1"}
+    assert header_map(headers)["mcp-method"] == headers.get("mcp-method")
+
+
+async def test_repeated_routing_header_is_refused(addon_ctx):
+    addon, _ = addon_ctx
+    flow = request_flow(call("echo", {"text": "x"}), revision=REV_2026)
+    flow.request.headers.add("Mcp-Method", "tools/call")
+    flow.request.headers.add("Mcp-Method", "tools/list")
+    await addon.request(flow)
+    assert flow.response.status_code == 400
+    assert reply(flow)["error"]["code"] == jsonrpc.HEADER_MISMATCH
+
+
+class TestIdentityChain:
+    def session(self, addon: InterceptAddon, flow: http.HTTPFlow) -> str:
+        return addon.session_of(flow, header_map(flow.request.headers))
+
+    def test_only_issued_session_ids_count(self, addon_ctx):
+        addon, _ = addon_ctx
+        flow = request_flow({}, headers={"mcp-session-id": "s-1", "x-agent-id": "bot"})
+        assert self.session(addon, flow) == "agent-header:bot"
+        addon.issued_sessions["s-1"] = None
+        assert self.session(addon, flow) == "mcp-session:s-1"
+
+    def test_legacy_parameter_then_header_then_authorization_then_client(self, addon_ctx):
+        addon, _ = addon_ctx
+        assert self.session(addon, request_flow({}, path="/messages/?session_id=abc")) == "legacy-session:abc"
+        assert self.session(addon, request_flow({}, path="/message?sessionId=xyz")) == "legacy-session:xyz"
+        flow = request_flow({}, headers={"authorization": "Bearer t0ken"})
+        assert self.session(addon, flow) == "authorization:" + hashlib.sha256(b"Bearer t0ken").hexdigest()[:16]
+        assert self.session(addon, request_flow({})) == f"client:{tflow.tclient_conn().peername[0]}"
+
+    def test_configured_order_and_header_name(self, addon_ctx):
+        addon, tctx = addon_ctx
+        tctx.configure(addon, intercept_identity="authorization,agent-header", intercept_agent_header="X-Team")
+        flow = request_flow({}, headers={"x-team": "red", "authorization": "k"})
+        assert self.session(addon, flow).startswith("authorization:")
+        del flow.request.headers["authorization"]
+        assert self.session(addon, flow) == "agent-header:red"
+
+    def test_long_client_chosen_values_are_hashed(self, addon_ctx):
+        addon, _ = addon_ctx
+        long = "a" * 500
+        assert self.session(addon, request_flow({}, headers={"x-agent-id": long})) == \
+            "agent-header:" + hashlib.sha256(long.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(("revision", "status"), [(REV_2025, 200), ("2025-03-26", 200), (REV_2026, 400)])
+async def test_denial_status_per_revision(addon_ctx, revision, status):
+    addon, _ = addon_ctx
+    flow = request_flow(call("delete_everything", msg_id="req-7"), revision=revision)
+    await addon.request(flow)
+    body = reply(flow)
+    assert flow.response.status_code == status
+    assert body["id"] == "req-7" and body["error"]["code"] == -32600
+    assert body["error"]["message"] == "[INTERCEPT POLICY DENIED] Deleting everything is not allowed"
+    assert body["error"]["data"] == {"reason": "policy_denied", "tool": "delete_everything", "rule": "no deletes",
+                                     "kind": "deny"}
+    assert flow.marked and flow.metadata["mcp.decision"] == "deny" and "no deletes" in flow.comment
+
+
+@pytest.mark.parametrize(("revision", "complete"), [(REV_2025, False), (REV_2026, True)])
+async def test_deny_as_result(addon_ctx, revision, complete):
+    addon, tctx = addon_ctx
+    tctx.configure(addon, intercept_deny_as="result")
+    flow = request_flow(call("charge", {"amount": 900}), revision=revision)
+    await addon.request(flow)
+    result = reply(flow)["result"]
+    assert flow.response.status_code == 200 and result["isError"] is True
+    assert result["content"][0]["text"] == "[INTERCEPT POLICY DENIED] Charges above 500 are not allowed"
+    assert ("resultType" in result) == complete and result.get("resultType", "complete") == "complete"
+
+
+async def test_rate_limit_denial_carries_retry_after(addon_ctx):
+    addon, _ = addon_ctx
+    for i in range(3):
+        flow = request_flow(call("generate", {"prompt": "p"}, msg_id=i), headers={"x-agent-id": "r"})
+        await addon.request(flow)
+        assert flow.response is None
+    flow = request_flow(call("generate", {"prompt": "p"}, msg_id=9), headers={"x-agent-id": "r"})
+    await addon.request(flow)
+    data = reply(flow)["error"]["data"]
+    assert data["kind"] == "rate_limit" and 1 <= data["retry_after"] <= 60
+    assert flow.metadata["mcp.retry_after"] == data["retry_after"]
+
+
+async def test_hidden_tool_looks_absent(addon_ctx):
+    addon, _ = addon_ctx
+    flow = request_flow(call("secret_admin"))
+    await addon.request(flow)
+    error = reply(flow)["error"]
+    assert error == {"code": -32602, "message": "Unknown tool: secret_admin"}
+
+
+async def test_batch_with_one_denied_call_forwards_nothing(addon_ctx):
+    addon, _ = addon_ctx
+    batch = [call("echo", {"text": "a"}, 1), call("delete_everything", msg_id=2),
+             {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}}]
+    flow = request_flow(batch, revision="2025-03-26")
+    await addon.request(flow)
+    answers = reply(flow)
+    assert [a["id"] for a in answers] == [1, 2]  # the notification needs no answer
+    assert "another call in this batch was denied" in answers[0]["error"]["message"]
+    assert answers[1]["error"]["data"]["rule"] == "no deletes"
+
+
+async def test_batches_are_refused_outside_2025_03_26(addon_ctx):
+    addon, _ = addon_ctx
+    flow = request_flow([call("echo", {"text": "a"})], revision=REV_2025)
+    await addon.request(flow)
+    assert flow.response.status_code == 400 and "batches are not allowed" in reply(flow)["error"]["message"]
+
+
+async def test_monitor_mode_marks_but_forwards(addon_ctx):
+    addon, tctx = addon_ctx
+    tctx.configure(addon, intercept_mode="monitor")
+    flow = request_flow(call("delete_everything"))
+    await addon.request(flow)
+    assert flow.response is None
+    assert flow.metadata["mcp.decision"] == "deny" and flow.comment.endswith("(monitor: forwarded)")
+
+
+async def test_inspect_only_without_policy(tmp_path):
+    addon = InterceptAddon()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, confdir=str(tmp_path), intercept_state="memory")
+        flow = request_flow(call("delete_everything"))
+        await addon.request(flow)
+        assert flow.response is None
+        assert flow.metadata["mcp.tool"] == "delete_everything" and flow.metadata["mcp.decision"] == "inspect"
+
+
+async def test_forwards_exactly_what_was_evaluated(addon_ctx):
+    addon, _ = addon_ctx
+    compact = jsonrpc.dumps(call("echo", {"text": "h\u00e9"}))
+    flow = request_flow(None, raw=compact)
+    await addon.request(flow)
+    assert flow.response is None and flow.request.content == compact
+
+    spaced = b'{ "jsonrpc" : "2.0", "id" : 1, "method" : "tools/call",\n "params" : {"name": "ech\\u006f",' \
+             b' "arguments": {"text": "\\u0068i", "n": 1.50}}}'
+    flow = request_flow(None, raw=spaced)
+    await addon.request(flow)
+    assert flow.response is None
+    assert flow.request.content == b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",' \
+                                   b'"arguments":{"text":"hi","n":1.50}}}'
+    assert flow.request.headers["content-length"] == str(len(flow.request.content))
+
+
+async def test_answers_settle_counters(addon_ctx):
+    addon, _ = addon_ctx
+    async def one(answer: dict[str, Any], msg_id: int) -> None:
+        flow = request_flow(call("generate", {"prompt": "p"}, msg_id), headers={"x-agent-id": "s"})
+        await addon.request(flow)
+        assert flow.id in addon.tracked
+        flow.response = http.Response.make(200, json.dumps({"id": msg_id, **answer}).encode(),
+                                           {"content-type": "application/json"})
+        addon.responseheaders(flow)
+        await addon.response(flow)
+        assert flow.id not in addon.tracked
+
+    await one({"jsonrpc": "2.0", "error": {"code": -32603, "message": "boom"}}, 1)
+    await one({"jsonrpc": "2.0", "result": {"content": [], "isError": False}}, 2)
+    await one({"jsonrpc": "2.0", "result": {"content": [], "isError": False}}, 3)
+    # 3 per minute: the errored call gave its slot back, so a fourth still fits.
+    flow = request_flow(call("generate", {"prompt": "p"}, 4), headers={"x-agent-id": "s"})
+    await addon.request(flow)
+    assert flow.response is None
+    flow = request_flow(call("generate", {"prompt": "p"}, 5), headers={"x-agent-id": "s"})
+    await addon.request(flow)
+    assert reply(flow)["error"]["data"]["kind"] == "rate_limit"
+
+
+async def test_tools_list_answer_is_filtered(addon_ctx):
+    addon, _ = addon_ctx
+    flow = request_flow({"jsonrpc": "2.0", "id": "l1", "method": "tools/list"})
+    await addon.request(flow)
+    tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "secret_admin", "charge")]
+    flow.response = http.Response.make(200, json.dumps({"jsonrpc": "2.0", "id": "l1", "result": {"tools": tools}}),
+                                       {"content-type": "application/json"})
+    addon.responseheaders(flow)
+    await addon.response(flow)
+    assert [t["name"] for t in reply(flow)["result"]["tools"]] == ["echo", "charge"]
+
+
+class BrokenStore:
+    """A state backend failing in a way no store is meant to (not a StoreError)."""
+
+    async def reserve(self, *_: Any) -> Any:
+        raise RuntimeError("bug")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_internal_error_refuses_the_call(addon_ctx):
+    addon, _ = addon_ctx
+    addon.store = BrokenStore()  # type: ignore[assignment]
+    flow = request_flow(call("generate", {"prompt": "p"}))
+    await addon.request(flow)
+    assert flow.response.status_code == 500
+    assert reply(flow)["error"]["code"] == jsonrpc.INTERNAL_ERROR
+    assert flow.metadata["mcp.decision"] == "refused"
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("intercept_mode", "block"), ("intercept_deny_as", "text"), ("intercept_max_body", 0),
+    ("intercept_max_depth", 0), ("intercept_identity", "cookie"), ("intercept_tool_names", "("),
+    ("intercept_state", "redis-ish://x"),
+])
+def test_invalid_options_are_refused(addon_ctx, option, value):
+    addon, tctx = addon_ctx
+    with pytest.raises(exceptions.OptionsError):
+        tctx.configure(addon, **{option: value})
+
+
+def sse_get_flow(headers: dict[str, str]) -> http.HTTPFlow:
+    flow = tflow.tflow()
+    flow.request = http.Request.make("GET", "http://127.0.0.1:9/mcp", b"", {"accept": "text/event-stream", **headers})
+    flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+    return flow
+
+
+async def test_resumed_stream_cannot_replay_hidden_tools(addon_ctx):
+    """GET + Last-Event-ID replays answers to earlier POSTs: a tools/list answer among them is
+    filtered although its id is no longer tracked; everything else passes byte for byte."""
+    addon, _ = addon_ctx
+    flow = sse_get_flow({"last-event-id": "stream-1_4", "mcp-session-id": "s"})
+    addon.responseheaders(flow)
+    assert callable(flow.response.stream)
+
+    def stream(chunk: bytes) -> bytes:  # the callable returns a list of pieces, [] when holding back
+        return b"".join(flow.response.stream(chunk))
+
+    tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "secret_admin")]
+    listed = json.dumps({"jsonrpc": "2.0", "id": 7, "result": {"tools": tools}})
+    other = 'id: stream-1_6\r\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{}}\r\n\r\n'
+    out = stream(f"id: stream-1_5\r\ndata: {listed[:30]}".encode()) + stream(f"{listed[30:]}\r\n\r\n".encode())
+    out += stream(other.encode()) + stream(b"")
+    first, second = out.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"id: stream-1_5\r\n")
+    replayed = json.loads(first.split(b"data: ", 1)[1])
+    assert [t["name"] for t in replayed["result"]["tools"]] == ["echo"]
+    assert second == other.encode()
+
+
+def test_failure_on_response_headers_swallows_the_upstream_body(addon_ctx):
+    """mitmproxy reads the upstream body into whatever response stands after responseheaders:
+    the 502 put there must stream, so no upstream byte replaces or follows its body."""
+    addon, _ = addon_ctx
+    flow = sse_get_flow({})
+    flow.response.headers["content-encoding"] = "br"  # a stream it cannot decode
+    addon.responseheaders(flow)
+    assert flow.response.status_code == 502 and callable(flow.response.stream)
+    first = flow.response.stream(b"event: endpoint\ndata: /messages/?session_id=1\n\n")
+    assert json.loads(b"".join(first))["error"]["message"].endswith("the proxy could not inspect the response")
+    assert flow.response.stream(b"data: more\n\n") == [] and flow.response.stream(b"") == []
