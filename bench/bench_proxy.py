@@ -6,7 +6,8 @@ One run measures, on 127.0.0.1 only:
 
 1. throughput of allowed tools/call (echo) through ``mitmdump -q`` in reverse mode, bare (no
    addon) vs with the addon (memory state) vs with the addon (default SQLite state in its
-   confdir), all in front of one tiny upstream so the proxy is the bottleneck. Rounds are
+   confdir) vs "lean" (memory, decision log off), all in front
+   of one tiny upstream so the proxy is the bottleneck. Rounds are
    interleaved (bare, memory, sqlite, then the reverse order, ...) and ratios are taken per
    round, so machine noise hits both sides of a ratio alike;
 2. sequential latency (median, p90) of a denied call answered by the proxy vs an allowed
@@ -412,7 +413,10 @@ def main() -> int:
             pids: dict[str, int] = {}
             for name, extra in (("bare", []),
                                 ("addon-memory", addon_args(policy, "intercept_state=memory")),
-                                ("addon-sqlite", addon_args(policy))):
+                                ("addon-sqlite", addon_args(policy)),
+                                # enforcement alone: no decision log (and no event-log line per allowed call)
+                                ("addon-lean", addon_args(policy, "intercept_state=memory",
+                                                          "intercept_log=off"))):
                 proc, ports[name] = start_proxy(tmp, name, up_port, *extra)
                 pids[name] = proc.proc.pid
                 procs.append(proc)
@@ -454,6 +458,7 @@ def main() -> int:
     ratios = {}
     for label, a, b, target in (("addon(memory)/bare", "addon-memory", "bare", 0.95),
                                 ("addon(sqlite)/bare", "addon-sqlite", "bare", 0.95),
+                                ("addon(lean)/bare", "addon-lean", "bare", 0.95),
                                 ("sqlite/memory", "addon-sqlite", "addon-memory", None)):
         per, med, of_medians = ratio_rows(rounds, a, b)
         ratios[label] = {"per_round": per, "median_of_round_ratios": med, "ratio_of_medians": of_medians,

@@ -319,3 +319,17 @@ def test_failure_on_response_headers_swallows_the_upstream_body(addon_ctx):
     first = flow.response.stream(b"event: endpoint\ndata: /messages/?session_id=1\n\n")
     assert json.loads(b"".join(first))["error"]["message"].endswith("the proxy could not inspect the response")
     assert flow.response.stream(b"data: more\n\n") == [] and flow.response.stream(b"") == []
+
+
+async def test_event_log_lines_for_denials_always_for_allowed_calls_on_request(addon_ctx, caplog):
+    addon, tctx = addon_ctx
+    caplog.set_level("INFO", logger="intercept")
+    await addon.request(request_flow(call("echo", {"text": "a"})))
+    await addon.request(request_flow(call("delete_everything")))
+    lines = [r.getMessage() for r in caplog.records if r.name == "intercept"]
+    assert not any(line.startswith("intercept: allow") for line in lines)
+    assert any(line.startswith("intercept: deny tool=delete_everything") and "rule=no deletes" in line
+               for line in lines)
+    tctx.configure(addon, intercept_log_allowed=True)
+    await addon.request(request_flow(call("echo", {"text": "b"})))
+    assert any(r.getMessage().startswith("intercept: allow tool=echo") for r in caplog.records)
