@@ -491,7 +491,6 @@ class InterceptAddon:
             if "text/event-stream" not in resp.headers.get("content-type", "").lower():
                 return
             tracked = self.tracked.get(flow.id)
-            identity = resp.headers.get("content-encoding", "identity").lower() == "identity"
             if tracked is None:
                 if flow.request.method == "GET":  # may be a legacy HTTP+SSE stream: never pass it unread
                     decode = encodings.stream_decoder(resp)
@@ -508,11 +507,12 @@ class InterceptAddon:
                 else:
                     resp.stream = True  # not ours to inspect, but never buffer an event stream
                 return
-            if not identity:
-                return  # compressed despite our Accept-Encoding: buffer it, handled in `response`
+            decode = encodings.stream_decoder(resp)
+            if decode is None:
+                return  # br/zstd despite our Accept-Encoding: identity: buffered, decoded within caps in `response`
             # A tools/list answer too large to filter must not pass: it could list hidden tools.
             resp.stream = self._sse_stream(flow, self._sse_transform(flow, tracked), lambda: self._finish(flow),
-                                           must_inspect=lambda: bool(tracked.list_ids), owed=tracked)
+                                           must_inspect=lambda: bool(tracked.list_ids), decode=decode, owed=tracked)
         except Exception:
             log.error(f"intercept: internal error on response headers:\n{traceback.format_exc()}")
             self._fail_response(flow, body_to_come=True)

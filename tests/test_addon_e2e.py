@@ -209,3 +209,32 @@ def test_made_up_session_ids_do_not_reset_limits(stack_factory):
         statuses.append("INTERCEPT" in httpx2.post(stack.url, json=body, headers=headers, trust_env=False).text)
     assert statuses == [False, False, False, True, True]
     assert ran(stack.side_log).count("generate") == 3
+
+
+async def test_compressed_event_stream_answer_is_streamed_and_enforced(stack_factory, policy_file, tmp_path):
+    """A server that gzips its event streams despite the proxy's Accept-Encoding: identity. A
+    tracked answer (a counted call, a tools/list) is decoded as it streams and still enforced:
+    the client gets a tools/list without the hidden tool, and a progress step before the server
+    finishes (the server waits for the gate the client opens on that first step; had the proxy
+    buffered the stream, the gate would never open)."""
+    policy_file.write_text(TEST_POLICY + "  progress:\n    rules:\n      - name: progress budget\n"
+                           "        action: allow\n        rate_limit: {max: 2, window: 60}\n")
+    stack = stack_factory("--compress-sse", "gzip")
+    gate = tmp_path / "first-step-seen"
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append(message)
+        gate.touch()
+
+    async with client(stack.url, "legacy", agent="gz") as c:
+        tools = {t.name for t in (await c.list_tools()).tools}
+        assert "echo" in tools and "secret_admin" not in tools
+        result = await c.call_tool("progress", {"n": 2, "gate": str(gate)}, progress_callback=on_progress,
+                                   read_timeout_seconds=30)
+        assert result.content[0].text == "counted to 2" and seen == ["step 1", "step 2"]
+        assert (await call_denied(c, "delete_everything", {})).data["rule"] == "no deletes"
+        await c.call_tool("progress", {"n": 1})
+        # The streamed answers committed their counts: a third call is over the limit of 2.
+        assert (await call_denied(c, "progress", {"n": 1})).data["rule"] == "progress budget"
+    assert ran(stack.side_log) == ["progress", "progress"]

@@ -10,8 +10,10 @@ For ``scan`` and fingerprint tests: ``--annotated-tools`` adds tools carrying an
 
 import argparse
 import json
+import os
 from typing import Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ListToolsResult, ToolAnnotations
 
@@ -39,7 +41,7 @@ def main() -> None:
     parser.add_argument("--transport", default="streamable-http", choices=["streamable-http", "sse"])
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--stateless", action="store_true")
-    parser.add_argument("--compress-sse", choices=["gzip", "br"], help="compress event streams (legacy transport)")
+    parser.add_argument("--compress-sse", choices=["gzip", "br"], help="compress every event stream, ignoring Accept-Encoding")
     parser.add_argument("--annotated-tools", action="store_true")
     parser.add_argument("--page-size", type=int, default=0)
     parser.add_argument("--echo-description-suffix", default="")
@@ -90,11 +92,19 @@ def main() -> None:
         return "ok"
 
     @server.tool()
-    async def progress(n: int, ctx: Context) -> str:
-        """Reports progress, so the answer comes as an SSE stream."""
+    async def progress(n: int, ctx: Context, gate: str = "") -> str:
+        """Reports progress, so the answer comes as an SSE stream. With ``gate`` (a file path) it
+        goes on after the first step only once that file exists: a client can prove it received
+        that step before the answer was complete (nothing between them buffered it)."""
         ran("progress", n=n)
         for i in range(n):
             await ctx.report_progress(i + 1, n, f"step {i + 1}")
+            if gate and i == 0:
+                with anyio.move_on_after(20):
+                    while not os.path.exists(gate):
+                        await anyio.sleep(0.05)
+                if not os.path.exists(gate):
+                    return "the gate never opened: the first step did not reach the client"
         return f"counted to {n}"
 
     if args.annotated_tools:
@@ -104,7 +114,8 @@ def main() -> None:
         import uvicorn
         from compressed_streams import CompressEventStreams
 
-        app = CompressEventStreams(server.sse_app(host="127.0.0.1"), args.compress_sse)
+        app = server.sse_app(host="127.0.0.1") if args.transport == "sse" else server.streamable_http_app()
+        app = CompressEventStreams(app, args.compress_sse)
         uvicorn.run(app, host="127.0.0.1", port=args.port)
         return
     kwargs = {"host": "127.0.0.1", "port": args.port}
