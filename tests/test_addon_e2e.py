@@ -5,7 +5,9 @@ side-effect log: a denied tool never ran."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+from collections.abc import Iterator
 
 import httpx2
 import mcp
@@ -238,3 +240,46 @@ async def test_compressed_event_stream_answer_is_streamed_and_enforced(stack_fac
         # The streamed answers committed their counts: a third call is over the limit of 2.
         assert (await call_denied(c, "progress", {"n": 1})).data["rule"] == "progress budget"
     assert ran(stack.side_log) == ["progress", "progress"]
+
+
+def _events(resp) -> Iterator[tuple[str | None, str]]:
+    """(id, data) of each event of an SSE response, as they arrive."""
+    event_id, data = None, []
+    for line in resp.iter_lines():
+        if line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line == "":
+            yield event_id, "\n".join(data)
+            event_id, data = None, []
+
+
+def _replayed_tools(base: str) -> tuple[set[str], set[str]]:
+    """tools/list on a resumable server, then a GET with Last-Event-ID = the stream's priming
+    event: the server replays the answer. Returns (names in the answer, names in the replay)."""
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "replay", "version": "1"}}}
+    with httpx2.Client(base_url=base, headers=headers, trust_env=False, timeout=20) as http:
+        resp = http.post("/mcp", json=init)
+        headers["mcp-session-id"] = resp.headers["mcp-session-id"]
+        http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        with http.stream("POST", "/mcp", json=listing, headers=headers) as resp:
+            events = [e for e in _events(resp)]
+        priming = events[0][0]
+        answered = {t["name"] for t in json.loads(events[-1][1])["result"]["tools"]}
+        with http.stream("GET", "/mcp", headers={**headers, "last-event-id": priming}) as resp:
+            replay = next(data for _, data in _events(resp) if data)
+        return answered, {t["name"] for t in json.loads(replay)["result"]["tools"]}
+
+
+def test_resumed_stream_cannot_replay_hidden_tools(stack_factory):
+    """Resuming with Last-Event-ID (2025-11-25) replays answers to earlier POSTs on a GET stream,
+    where the proxy no longer tracks their ids: the replayed tools/list is filtered too."""
+    stack = stack_factory("--resumable")
+    answered, replayed = _replayed_tools(f"http://127.0.0.1:{stack.server_port}")
+    assert "secret_admin" in answered and "secret_admin" in replayed  # control: the server replays it
+    answered, replayed = _replayed_tools(f"http://127.0.0.1:{stack.proxy_port}")
+    assert "echo" in replayed and "secret_admin" not in answered | replayed

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventMessage, EventStore
 from mcp.types import ListToolsResult, ToolAnnotations
 
 ECHO_DESCRIPTION = "Echo the text back."
@@ -34,6 +35,28 @@ class PagedServer(MCPServer):
         return ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
 
 
+class MemoryEventStore(EventStore):
+    """Every event kept, so a client can resume a stream with Last-Event-ID (2025-11-25)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []  # (event id, stream id, message or None)
+
+    async def store_event(self, stream_id: str, message: Any) -> str:
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: str, send_callback: Any) -> str | None:
+        index = next((i for i, event in enumerate(self.events) if event[0] == last_event_id), None)
+        if index is None:
+            return None
+        stream_id = self.events[index][1]
+        for event_id, sid, message in self.events[index + 1:]:
+            if sid == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -41,6 +64,7 @@ def main() -> None:
     parser.add_argument("--transport", default="streamable-http", choices=["streamable-http", "sse"])
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--stateless", action="store_true")
+    parser.add_argument("--resumable", action="store_true", help="keep events: streams resume with Last-Event-ID")
     parser.add_argument("--compress-sse", choices=["gzip", "br"], help="compress every event stream, ignoring Accept-Encoding")
     parser.add_argument("--annotated-tools", action="store_true")
     parser.add_argument("--page-size", type=int, default=0)
@@ -121,6 +145,8 @@ def main() -> None:
     kwargs = {"host": "127.0.0.1", "port": args.port}
     if args.transport == "streamable-http":
         kwargs.update(json_response=args.json_response, stateless_http=args.stateless)
+        if args.resumable:
+            kwargs["event_store"] = MemoryEventStore()
     server.run(args.transport, **kwargs)
 
 
