@@ -136,10 +136,13 @@ class InterceptAddon:
             raise exceptions.OptionsError(f"intercept_deny_as must be one of {', '.join(DENY_AS)}")
         if "intercept_max_body" in updated and opts.intercept_max_body <= 0:
             raise exceptions.OptionsError("intercept_max_body must be positive")
-        if updated & {"body_size_limit", "intercept_max_body"} and not opts.body_size_limit:
+        if updated & {"body_size_limit", "intercept_max_body", "mode"} and not opts.body_size_limit \
+                and all(m.startswith("reverse:") for m in opts.mode):
             # mitmproxy buffers whole bodies before any hook sees them. Its own limit refuses a
             # larger body with 413 as soon as Content-Length (or the bytes read) pass it, so a
-            # 100 MB or endless body never fills memory. Explicitly set values are kept.
+            # 100 MB or endless body never fills memory. It holds for answers too, which is right
+            # in front of an MCP server but would break a developer's downloads in regular or
+            # transparent mode: there it stays the user's choice. Explicitly set values are kept.
             opts.body_size_limit = str(max(encodings.BODY_BUFFER_LIMIT, opts.intercept_max_body))
         if "intercept_max_depth" in updated and not 1 <= opts.intercept_max_depth <= 512:
             raise exceptions.OptionsError("intercept_max_depth must be between 1 and 512")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from mitmproxy import exceptions, http
+from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons, tflow
 
 from conftest import TEST_POLICY
@@ -333,3 +334,14 @@ async def test_event_log_lines_for_denials_always_for_allowed_calls_on_request(a
     tctx.configure(addon, intercept_log_allowed=True)
     await addon.request(request_flow(call("echo", {"text": "b"})))
     assert any(r.getMessage().startswith("intercept: allow tool=echo") for r in caplog.records)
+
+
+@pytest.mark.parametrize(("mode", "limit"), [(["reverse:http://127.0.0.1:9"], "33554432"), (["regular"], None),
+                                             (["transparent"], None)])
+def test_body_size_limit_defaults_only_in_front_of_a_server(tmp_path, mode, limit):
+    """Reverse mode: every body is MCP, so mitmproxy refuses oversized ones unread. Regular and
+    transparent mode carry the machine's other traffic too: its large downloads must still work."""
+    addon = InterceptAddon()
+    with taddons.context(addon, Proxyserver()) as tctx:  # Proxyserver declares body_size_limit
+        tctx.configure(addon, mode=mode, confdir=str(tmp_path), intercept_state="memory")
+        assert tctx.options.body_size_limit == limit
