@@ -20,7 +20,7 @@ $(TS)/node_modules/.installed: $(TS)/package.json $(TS)/package-lock.json
 	npm ci --prefix $(TS) --no-audit --no-fund --loglevel=error
 	@touch $@
 
-system-deps:  ## Debian's redis-server and chromium, for the shared-state and browser tests
+system-deps:  ## Debian packages: redis-server, chromium, iptables (shared state, browser, transparent-mode tests)
 	scripts/install-system-deps
 
 test: $(VENV)/.installed $(TS)/node_modules/.installed system-deps  ## every test: unit, property-based and end-to-end (real processes)
