@@ -1,7 +1,8 @@
 """mitmweb as an MCP debugger, in a real browser: a real mitmweb with the addon in front of the
 test MCP server, one allowed and one denied call from the official client, then headless
 Debian Chromium (driven by Playwright) filters ``~marked``, opens the denied flow and reads the
-MCP view. Saves screenshots (the test's tmp directory, and docs/mitmweb-denied.png for the README).
+MCP view. Saves screenshots in the test's tmp directory (with UPDATE_SCREENSHOT=1 also
+docs/mitmweb-denied.png, the README's).
 The commands are run from mitmweb's command bar and through its HTTP API."""
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ async def test_denied_call_in_mitmweb(web, browser, tmp_path: Path):
         assert line in text
     await page.locator("header nav a", has_text="Flow List").click()  # show the filter in the picture
     await page.screenshot(path=str(tmp_path / "mitmweb-denied.png"))
-    README_SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(tmp_path / "mitmweb-denied.png", README_SCREENSHOT)
+    if os.environ.get("UPDATE_SCREENSHOT"):  # a test run must not rewrite tracked files
+        README_SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(tmp_path / "mitmweb-denied.png", README_SCREENSHOT)
 
     await page.locator(".flow-detail nav a", has_text="Response").click()
     await view.get_by_text("[INTERCEPT POLICY DENIED] Deleting everything is not allowed").first.wait_for()

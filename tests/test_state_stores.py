@@ -822,3 +822,28 @@ async def test_fail_mode_passes_everything_through_while_the_store_answers(tmp_p
     with pytest.raises(ValueError):
         FailModeStore(MemoryStore(), "sometimes")  # type: ignore[arg-type]
     await store.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["1", "2.5", "0.001", "1e30"]), st.booleans()),
+                min_size=1, max_size=60))
+def test_memory_sliding_running_total_matches_a_recount(steps):
+    """The memory store keeps a running total per sliding window instead of summing its entries
+    on every reserve: after any mix of reserves, expiries and rollbacks it equals a recount."""
+    window = Window("sliding", 20)
+    store = MemoryStore()
+    live: list[tuple[float, Decimal, object]] = []  # (time, amount, reservation)
+
+    async def run() -> None:
+        now = 1000.0
+        for gap, amount, roll_back in steps:
+            now += gap
+            outcome = await store.reserve([CounterRequest("k", window, Decimal(amount))], now)
+            live.append((now, Decimal(amount), outcome.reservation))
+            if roll_back:
+                _, _, reservation = live.pop(len(live) // 2)
+                await store.rollback(reservation)
+            expected = total_of(a for t, a, _ in live if t > now - window.seconds)  # exact, unlike sum()
+            assert await store.value("k", window, now) == expected
+
+    asyncio.run(run())

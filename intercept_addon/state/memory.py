@@ -16,17 +16,44 @@ from . import (
     Window,
     calendar_retry,
     sliding_retry,
-    total_of,
 )
 
 SWEEP_EVERY = 1024  # reserves between sweeps of expired keys (session ids come from clients)
 
 
+class _SlidingLog:
+    """One sliding window's entries (time, amount, id), oldest first, and their running total:
+    a reserve costs O(entries that expired), not O(entries in the window)."""
+
+    __slots__ = ("entries", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, Decimal, str]] = deque()
+        self.total = Decimal(0)
+
+    def expire(self, horizon: float) -> None:
+        while self.entries and self.entries[0][0] <= horizon:
+            self.total = COUNTING.subtract(self.total, self.entries.popleft()[1])
+        if not self.entries:
+            self.total = Decimal(0)
+
+    def add(self, ts: float, amount: Decimal, entry: str) -> None:
+        self.entries.append((ts, amount, entry))
+        self.total = COUNTING.add(self.total, amount)
+
+    def remove(self, entry: str) -> None:
+        for i, (_, amount, e) in enumerate(self.entries):
+            if e == entry:
+                del self.entries[i]
+                self.total = COUNTING.subtract(self.total, amount)
+                return
+
+
 class MemoryStore:
     def __init__(self) -> None:
-        # calendar: (key, seconds) -> (bucket start, total); sliding: (key, seconds) -> entries
+        # calendar: (key, seconds) -> (bucket start, total); sliding: (key, seconds) -> its log
         self._buckets: dict[tuple[str, int], tuple[int, Decimal]] = {}
-        self._logs: dict[tuple[str, int], deque[tuple[float, Decimal, str]]] = {}
+        self._logs: dict[tuple[str, int], _SlidingLog] = {}
         self._ids = itertools.count()
         self._since_sweep = 0
 
@@ -35,12 +62,10 @@ class MemoryStore:
             start, total = self._buckets.get((key, window.seconds), (None, Decimal(0)))
             return total if start == window.start(now) else Decimal(0)
         log = self._logs.get((key, window.seconds))
-        if not log:
+        if log is None:
             return Decimal(0)
-        horizon = now - window.seconds
-        while log and log[0][0] <= horizon:
-            log.popleft()
-        return total_of(a for _, a, _ in log)
+        log.expire(now - window.seconds)
+        return log.total
 
     async def reserve(self, requests: Sequence[CounterRequest], now: float) -> ReserveOutcome:
         self._maybe_sweep(now)
@@ -57,15 +82,15 @@ class MemoryStore:
                 reservation.applied.append(Applied(req.key, w, start, "", req.amount))
             else:
                 entry = str(next(self._ids))
-                self._logs.setdefault((req.key, w.seconds), deque()).append((now, req.amount, entry))
+                self._logs.setdefault((req.key, w.seconds), _SlidingLog()).add(now, req.amount, entry)
                 reservation.applied.append(Applied(req.key, w, now, entry, req.amount))
         return ReserveOutcome(ok=True, reservation=reservation)
 
     def _retry(self, req: CounterRequest, now: float) -> float:
         if req.window.kind == "calendar":
             return calendar_retry(req.window, now)
-        log = self._logs.get((req.key, req.window.seconds), ())
-        return sliding_retry(req, [(ts, a) for ts, a, _ in log], now)
+        log = self._logs.get((req.key, req.window.seconds))
+        return sliding_retry(req, [(ts, a) for ts, a, _ in log.entries] if log else [], now)
 
     async def commit(self, reservation: Reservation) -> None:
         reservation.settled = True
@@ -82,8 +107,8 @@ class MemoryStore:
                     self._buckets[slot] = (start, max(COUNTING.subtract(total, a.amount), Decimal(0)))
             else:
                 log = self._logs.get(slot)
-                if log:
-                    self._logs[slot] = deque(e for e in log if e[2] != a.entry)
+                if log is not None:
+                    log.remove(a.entry)
 
     async def value(self, key: str, window: Window, now: float) -> Decimal:
         return self._total(key, window, now)
@@ -113,7 +138,7 @@ class MemoryStore:
             if start + slot[1] <= now:
                 del self._buckets[slot]
         for slot, log in list(self._logs.items()):
-            if not log or log[-1][0] + slot[1] <= now:
+            if not log.entries or log.entries[-1][0] + slot[1] <= now:
                 del self._logs[slot]
 
     def __len__(self) -> int:
