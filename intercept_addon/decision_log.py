@@ -113,17 +113,18 @@ class DecisionLog:
             self._open(opts.intercept_log, os.path.expanduser(opts.confdir))
 
     def _open(self, spec: str, confdir: str) -> None:
-        self.done()
         if spec == "off":
+            self.done()
             return
         path = Path(confdir, FILE_NAME) if spec == "on" else Path(spec).expanduser()
-        try:
+        try:  # the new file first: if it cannot be opened, the option is refused and the old one stays
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = _RotatingFile(path, maxBytes=ctx.options.intercept_log_max_bytes,
-                                       backupCount=ctx.options.intercept_log_keep, encoding="utf-8")
+            opened = _RotatingFile(path, maxBytes=ctx.options.intercept_log_max_bytes,
+                                   backupCount=ctx.options.intercept_log_keep, encoding="utf-8")
         except OSError as exc:
             raise exceptions.OptionsError(f"intercept_log: cannot open {path}: {exc}") from None
-        self.path = path
+        self.done()
+        self._file, self.path = opened, path
 
     def done(self) -> None:
         if self._file is not None:

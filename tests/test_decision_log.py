@@ -134,6 +134,14 @@ def test_bad_options_stop_the_proxy(proxy, option, value):
         proxy.tctx.configure(proxy.log, **{option: value})
 
 
+async def test_a_refused_new_log_path_keeps_the_old_log(proxy):
+    before = proxy.log.path
+    with pytest.raises(exceptions.OptionsError):
+        proxy.tctx.configure(proxy.log, intercept_log="/proc/no/such/dir/log.jsonl")
+    await proxy.call("echo", {"text": "still audited"})
+    assert proxy.log.path == before and proxy.log_lines()[-1]["tool"] == "echo"
+
+
 # -- python -m intercept_addon status ----------------------------------------------------------
 
 
