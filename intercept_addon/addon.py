@@ -35,6 +35,7 @@ MODES = ("enforce", "monitor")
 DENY_AS = ("error", "result")
 IDENTITY_SOURCES = ("mcp-session", "legacy-session", "agent-header", "authorization", "client")
 MCP_HEADERS = ("mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name")
+JSON_SPACE = re.compile(rb"[ \t\r\n]*")
 RELOAD_POLL_SECONDS = 1.0
 MAX_ISSUED_SESSIONS = 100_000
 
@@ -81,7 +82,8 @@ class InterceptAddon:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.store: Store | None = None
+        self.store: FailModeStore | None = None
+        self._tasks: set[asyncio.Task] = set()  # store updates from sync hooks, awaited in `done`
         self.tracked: dict[str, Tracked] = {}
         self.legacy_streams: dict[str, LegacyStream] = {}  # by GET flow id
         self.legacy_endpoints: dict[str, LegacyStream] = {}  # by legacy.endpoint_key
@@ -157,15 +159,19 @@ class InterceptAddon:
                 self._tool_name = re.compile(opts.intercept_tool_names)
             except re.error as exc:
                 raise exceptions.OptionsError(f"intercept_tool_names is not a valid regex: {exc}") from None
-        if updated & {"intercept_state", "intercept_state_prefix", "intercept_state_fail"}:
-            if opts.intercept_state_fail not in FAIL_MODES:
-                raise exceptions.OptionsError(f"intercept_state_fail must be one of {', '.join(FAIL_MODES)}")
+        if "intercept_state_fail" in updated and opts.intercept_state_fail not in FAIL_MODES:
+            raise exceptions.OptionsError(f"intercept_state_fail must be one of {', '.join(FAIL_MODES)}")
+        if updated & {"intercept_state", "intercept_state_prefix"} or self.store is None:
             default = os.path.join(os.path.expanduser(opts.confdir), "intercept-state.sqlite")
             try:
                 store = open_store(opts.intercept_state, default_path=default, prefix=opts.intercept_state_prefix)
             except Exception as exc:
                 raise exceptions.OptionsError(f"intercept_state: {exc}") from None
+            if self.store is not None:
+                self._spawn(self.store.close())
             self.store = FailModeStore(store, opts.intercept_state_fail)
+        elif "intercept_state_fail" in updated:  # a fail mode is not a new store: counters stay
+            self.store.mode = opts.intercept_state_fail
         if "intercept_policy" in updated:
             self._load_policy(startup=True)
 
@@ -188,6 +194,8 @@ class InterceptAddon:
             log.error(f"intercept: policy {path} NOT reloaded, the previous policy stays in force:\n{exc}")
             return False
         self._policy_mtime = mtime
+        if self.engine is None or self.engine.policy.fingerprints != policy.fingerprints:
+            self.pins.forget()  # changes were judged against the old pins
         self.engine = Engine(policy)  # counters live in the store: a reload keeps them
         rules = sum(len(t.rules) for t in policy.tools.values())
         log.info(f"intercept: policy {path} loaded ({len(policy.tools)} tools, {rules} rules, "
@@ -215,6 +223,8 @@ class InterceptAddon:
     async def done(self) -> None:
         if self._reloader is not None:
             self._reloader.cancel()
+        if self._tasks:  # settle what answered calls reserved before the store goes
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.store is not None:
             await self.store.close()
 
@@ -245,8 +255,7 @@ class InterceptAddon:
         log.info(f"intercept: refused {flow.request.method} {flow.request.pretty_url}: {exc.message}")
         if self.enforcing:
             _reply(flow, exc.status, jsonrpc.error_body(exc.id, exc.code, f"{mcp.DENIED_PREFIX} {exc.message}"))
-        for hook in self.decision_hooks:  # last: the reply above is in place whatever they do
-            hook(flow, None, None)
+        self._notify(flow, None, None)  # last: the reply above is in place whatever they do
 
     @property
     def enforcing(self) -> bool:
@@ -256,13 +265,15 @@ class InterceptAddon:
         req = flow.request
         if any(h in headers for h in MCP_HEADERS):
             return True
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype == "application/json" or ctype.endswith("+json"):
+        # application/json, +json, json-rpc, ...: servers differ in which of these they accept.
+        if "json" in headers.get("content-type", "").lower():
             return True
-        head = (req.raw_content or b"")[:8].lstrip()
-        # JSON-looking bodies under any content type, and the encodings servers auto-detect.
-        return head[:1] in (b"{", b"[") or head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) \
-            or b"\x00" in head[:4]
+        # JSON-looking bodies under any content type (after any run of JSON whitespace), and
+        # the encodings servers auto-detect.
+        raw = req.raw_content or b""
+        start = JSON_SPACE.match(raw).end()  # type: ignore[union-attr]
+        return raw[start:start + 1] in (b"{", b"[") or raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) \
+            or b"\x00" in raw[:4]
 
     def _body(self, flow: http.HTTPFlow) -> bytes:
         req = flow.request
@@ -275,7 +286,10 @@ class InterceptAddon:
             if enc not in encodings.KNOWN:
                 raise ProtocolError(INVALID_REQUEST, f"unsupported Content-Encoding {enc!r}", status=415)
             # Decode only to learn whether this is MCP; MCP servers do not accept compressed requests.
-            decoded = encodings.decode_capped(raw, enc, limit + 1)
+            try:
+                decoded = encodings.decode_capped(raw, enc, limit + 1)
+            except encodings.DecodeError as exc:
+                raise ProtocolError(PARSE_ERROR, f"request body: {exc}", status=400) from None
             if len(decoded) > limit:
                 raise ProtocolError(INVALID_REQUEST, f"request body larger than {limit} bytes", status=413)
             return decoded
@@ -452,8 +466,15 @@ class InterceptAddon:
         if not decision.allowed or ctx.options.intercept_log_allowed:
             log.info(f"intercept: {verdict} tool={decision.tool} session={flow.metadata.get('mcp.session')} "
                      f"rule={decision.rule or '-'}" + (f" reason={decision.message!r}" if not decision.allowed else ""))
+        self._notify(flow, decision, arguments)
+
+    def _notify(self, flow: http.HTTPFlow, decision: Decision | None, arguments: Mapping[str, Any] | None) -> None:
+        """Tell the decision hooks (log, status); a failing one must not change the decision."""
         for hook in self.decision_hooks:
-            hook(flow, decision, arguments)
+            try:
+                hook(flow, decision, arguments)
+            except Exception:
+                log.error(f"intercept: decision hook {hook!r} failed:\n{traceback.format_exc()}")
 
     def session_of(self, flow: http.HTTPFlow, headers: dict[str, str]) -> str:
         req = flow.request
@@ -505,7 +526,7 @@ class InterceptAddon:
                     stream = self.legacy_streams[flow.id] = LegacyStream()
                     resp.stream = self._sse_stream(flow, self._legacy_transform(flow, stream),
                                                    lambda: self._legacy_end(flow),
-                                                   must_inspect=lambda: stream.pending > 0, decode=decode,
+                                                   must_inspect=lambda: self._must_inspect(stream), decode=decode,
                                                    owed=stream)
                 else:
                     resp.stream = True  # not ours to inspect, but never buffer an event stream
@@ -535,7 +556,7 @@ class InterceptAddon:
                 return None  # not an answer to anything we sent (an object id is not even hashable)
             msg_id = msg["id"]
             if (settlement := self._settlement(tracked, msg_id, msg)) is not None:
-                asyncio.get_running_loop().create_task(settlement)  # a stream callable cannot await
+                self._spawn(settlement)  # a stream callable cannot await
             denial = tracked.denials.pop(msg_id, None) if isinstance(tracked, LegacyStream) else None
             if denial is not None:
                 tracked.list_ids.discard(msg_id)
@@ -561,6 +582,14 @@ class InterceptAddon:
             return answers(event) if stream.key is not None else self._replayed(flow, event)
 
         return transform
+
+    def _must_inspect(self, stream: LegacyStream) -> bool:
+        """Must every event of this GET stream be read? Legacy: while answers are owed. Streamable
+        HTTP: whenever tools could be hidden, since a replayed tools/list may come (`_replayed`)."""
+        if stream.key is not None:
+            return stream.pending > 0
+        policy = self.engine.policy if self.engine is not None else None
+        return policy is not None and (bool(policy.hide) or policy.fingerprints is not None)
 
     def _replayed(self, flow: http.HTTPFlow, event: SseEvent) -> bytes | None:
         """An event on a Streamable HTTP GET stream. A resumed stream (Last-Event-ID) replays
@@ -659,9 +688,18 @@ class InterceptAddon:
         """Commit (keep) or roll back reservations from a synchronous hook or stream callable."""
         if self.store is None:
             return
-        loop = asyncio.get_running_loop()
         for reservation in list(reservations):
-            loop.create_task(self.store.commit(reservation) if keep else self.store.rollback(reservation))
+            self._spawn(self.store.commit(reservation) if keep else self.store.rollback(reservation))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        """Run a store update from synchronous code; kept referenced until done (see `done`)."""
+        try:
+            task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+        except RuntimeError:  # no loop (configured outside mitmproxy): nothing can be pending
+            work.close()  # type: ignore[attr-defined]
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         try:

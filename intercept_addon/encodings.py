@@ -20,18 +20,33 @@ MAX_DECODED_CHUNK = 16 * 1024 * 1024  # what one compressed chunk of an event st
 BODY_BUFFER_LIMIT = 32 * 1024 * 1024  # default body_size_limit: also caps buffered responses
 
 
+class DecodeError(ValueError):
+    """A body that does not decode cleanly in its Content-Encoding."""
+
+
 def decode_capped(raw: bytes, enc: str, cap: int) -> bytes:
-    """At most about ``cap`` bytes of a compressed body, read as mitmproxy would."""
-    if enc == "br":
-        return brotli.Decompressor().process(raw, output_buffer_limit=cap)
-    if enc == "zstd":
-        return zstd.ZstdDecompressor().decompress(raw, max_length=cap)
-    try:  # gzip: gzip or zlib framing; deflate: zlib framing, else raw deflate
-        return zlib.decompressobj(47 if enc == "gzip" else zlib.MAX_WBITS).decompress(raw, cap)
-    except zlib.error:
-        if enc == "gzip":
-            raise
-        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, cap)
+    """At most about ``cap`` bytes of a compressed body. Bytes after the end of the compressed
+    data (a second gzip member, say) are refused: other decoders may read them."""
+    try:
+        if enc == "br":  # brotli itself refuses input past the end of its stream
+            return brotli.Decompressor().process(raw, output_buffer_limit=cap)
+        if enc == "zstd":
+            decoder = zstd.ZstdDecompressor()
+            out = decoder.decompress(raw, max_length=cap)
+        else:  # gzip: gzip or zlib framing; deflate: zlib framing, else raw deflate
+            try:
+                decoder = zlib.decompressobj(47 if enc == "gzip" else zlib.MAX_WBITS)
+                out = decoder.decompress(raw, cap)
+            except zlib.error:
+                if enc == "gzip":
+                    raise
+                decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                out = decoder.decompress(raw, cap)
+    except (zlib.error, brotli.error, zstd.ZstdError) as exc:
+        raise DecodeError(f"not valid {enc}: {exc}") from None
+    if decoder.unused_data:
+        raise DecodeError(f"data after the end of the {enc} body")
+    return out
 
 
 def decoded_response(resp: http.Response) -> bytes:

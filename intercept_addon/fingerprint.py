@@ -90,12 +90,13 @@ class Change:
 
 
 class PinWatch:
-    """Which pinned tools were last served with a definition other than their pin.
+    """Which pinned tools were served with a definition other than their pin.
 
-    A change is remembered until a tools/list serves the pinned definition again or the
-    policy pins the served one (or drops the pin): the check at tools/call time needs no
-    tools/list in the same flow. Only pinned names are remembered, so memory is bounded by
-    the policy.
+    A change is remembered until the policy's pins change (``forget``, on reload) or pin the
+    served definition (or drop the pin): serving the pinned definition again does not clear
+    it, since another session may still hold the changed one. The check at tools/call time
+    needs no tools/list in the same flow. Only pinned names are remembered, so memory is
+    bounded by the policy.
     """
 
     def __init__(self) -> None:
@@ -104,7 +105,6 @@ class PinWatch:
     def observe(self, tools: Iterable[Any], pins: Mapping[str, str]) -> list[Change]:
         """Compare one tools/list page against the pins; return the pinned tools it changes."""
         changes: list[Change] = []
-        as_pinned: set[str] = set()
         for tool in tools:
             if not isinstance(tool, Mapping) or not isinstance(tool.get("name"), str):
                 continue
@@ -113,16 +113,14 @@ class PinWatch:
             if pinned is None:
                 continue
             served = fingerprint(tool)
-            if served == pinned:
-                as_pinned.add(name)
-            else:
+            if served != pinned:
                 changes.append(Change(name, pinned, served))
-        changed_names = {c.tool for c in changes}
-        for name in as_pinned - changed_names:  # a name listed twice, once changed, stays changed
-            self._served.pop(name, None)
-        for change in changes:
-            self._served[change.tool] = change.served
+                self._served[name] = served
         return changes
+
+    def forget(self) -> None:
+        """The pins changed: what was judged against the old ones no longer holds."""
+        self._served.clear()
 
     def changed(self, tool: str, pins: Mapping[str, str]) -> str | None:
         """The fingerprint last served for ``tool`` if it still differs from its pin, else None."""

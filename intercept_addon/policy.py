@@ -446,7 +446,7 @@ class Fingerprints(_Strict):
 
     A pinned tool served with another definition flags the tools/list flow, and then
     ``flag``: nothing more; ``deny``: its calls are denied; ``hide``: it is also removed from
-    tools/list answers. Until the server serves the pinned definition again or the pin is updated.
+    tools/list answers, until the pins change.
     """
 
     on_change: Literal["flag", "deny", "hide"] = "hide"

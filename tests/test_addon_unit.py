@@ -345,3 +345,58 @@ def test_body_size_limit_defaults_only_in_front_of_a_server(tmp_path, mode, limi
     with taddons.context(addon, Proxyserver()) as tctx:  # Proxyserver declares body_size_limit
         tctx.configure(addon, mode=mode, confdir=str(tmp_path), intercept_state="memory")
         assert tctx.options.body_size_limit == limit
+
+
+@pytest.mark.parametrize(("ctype", "lead"), [("application/json-rpc", b""), ("text/plain", b" \t\r\n" * 8),
+                                             ("application/octet-stream", b"\n" * 100)])
+async def test_json_behind_any_type_or_whitespace_run_is_judged(addon_ctx, ctype, lead):
+    """No Mcp-* header, a content type that is not exactly application/json, a long run of
+    whitespace before the body: lenient servers still parse it, so the proxy judges it."""
+    addon, _ = addon_ctx
+    flow = request_flow(None, revision=None, raw=lead + json.dumps(call("delete_everything")).encode(),
+                        headers={"content-type": ctype})
+    await addon.request(flow)
+    assert reply(flow)["error"]["data"]["rule"] == "no deletes"
+
+
+async def test_a_failing_decision_hook_changes_no_decision(addon_ctx):
+    addon, _ = addon_ctx
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("hook bug")
+
+    addon.decision_hooks.append(broken)
+    flow = request_flow(call("generate", {"prompt": "p"}), headers={"x-agent-id": "h"})
+    await addon.request(flow)
+    assert flow.response is None and addon.tracked[flow.id].reservations  # allowed, its count awaits the answer
+    flow = request_flow(call("delete_everything"))
+    await addon.request(flow)
+    assert reply(flow)["error"]["data"]["rule"] == "no deletes"
+    flow = request_flow(None, raw=b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[]}')
+    await addon.request(flow)
+    assert flow.response.status_code == 400  # refused, the hook's failure notwithstanding
+
+
+async def test_changing_the_fail_mode_keeps_the_counters(addon_ctx):
+    addon, tctx = addon_ctx
+    store = addon.store
+    for i in range(3):
+        await addon.request(request_flow(call("generate", {"prompt": "p"}, i), headers={"x-agent-id": "f"}))
+    tctx.configure(addon, intercept_state_fail="open")
+    assert addon.store is store and store.mode == "open"
+    flow = request_flow(call("generate", {"prompt": "p"}, 9), headers={"x-agent-id": "f"})
+    await addon.request(flow)
+    assert reply(flow)["error"]["data"]["kind"] == "rate_limit"
+
+
+def test_an_oversized_replayed_event_is_cut_when_tools_can_be_hidden(addon_ctx):
+    """A replayed tools/list too large to filter must not pass: it could list hidden tools."""
+    addon, _ = addon_ctx
+    flow = sse_get_flow({"last-event-id": "s_1"})
+    addon.responseheaders(flow)
+    tools = [{"name": "secret_admin", "description": "x" * (5 * 1024 * 1024)}]
+    listed = json.dumps({"jsonrpc": "2.0", "id": 3, "result": {"tools": tools}})
+    out = b"".join(b"".join(flow.response.stream(f"data: {listed}\n\n".encode()[i:i + 65536]))
+                   for i in range(0, len(listed) + 8, 65536))
+    out += b"".join(flow.response.stream(b""))
+    assert b"secret_admin" not in out

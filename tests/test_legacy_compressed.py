@@ -5,16 +5,19 @@ enforces as usual; an encoding it does not decode incrementally (br here) is ref
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import zlib
+
+import brotli
 
 import httpx2
 import pytest
 from mitmproxy import http
 
 from harness import ran
-from intercept_addon.encodings import MAX_DECODED_CHUNK, stream_decoder
+from intercept_addon.encodings import MAX_DECODED_CHUNK, DecodeError, decode_capped, stream_decoder, zstd
 from test_legacy_sse import DENIED, denied, session
 
 EVENTS = b"".join(b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}\r\n\r\n" % i
@@ -125,3 +128,13 @@ def test_decoder_identity_and_unsupported():
     assert stream_decoder(response(None))(b"data: x\n\n") == b"data: x\n\n"
     resp = response("br")
     assert stream_decoder(resp) is None and resp.headers["content-encoding"] == "br"
+
+
+@pytest.mark.parametrize("encoding, pack", [("gzip", gzip.compress), ("zstd", zstd.compress), ("br", brotli.compress)])
+def test_buffered_bodies_refuse_bytes_after_their_end(encoding, pack):
+    """A second gzip member (or bytes after a zstd frame / brotli stream) is read by some
+    decoders and not by others: a body the proxy could inspect only in part is refused."""
+    body = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}'
+    assert decode_capped(pack(body), encoding, 1 << 20) == body
+    with pytest.raises(DecodeError):
+        decode_capped(pack(body) + pack(b'{"tools":[{"name":"secret_admin"}]}'), encoding, 1 << 20)
