@@ -583,23 +583,27 @@ class InterceptAddon:
 
         return transform
 
-    def _must_inspect(self, stream: LegacyStream) -> bool:
-        """Must every event of this GET stream be read? Legacy: while answers are owed. Streamable
-        HTTP: whenever tools could be hidden, since a replayed tools/list may come (`_replayed`)."""
-        if stream.key is not None:
-            return stream.pending > 0
+    def _watches_tool_lists(self) -> bool:
+        """Does the policy change or judge tools/list answers (hidden tools, pinned definitions)?"""
         policy = self.engine.policy if self.engine is not None else None
         return policy is not None and (bool(policy.hide) or policy.fingerprints is not None)
+
+    def _must_inspect(self, stream: LegacyStream) -> bool:
+        """Must every event of this GET stream be read? Legacy: while answers are owed. Streamable
+        HTTP: whenever tool lists are watched, since a replayed tools/list may come (`_replayed`)."""
+        return stream.pending > 0 if stream.key is not None else self._watches_tool_lists()
 
     def _replayed(self, flow: http.HTTPFlow, event: SseEvent) -> bytes | None:
         """An event on a Streamable HTTP GET stream. A resumed stream (Last-Event-ID) replays
         answers to earlier POSTs whose ids are no longer tracked: filter anything shaped like a
         tools/list result, so a reconnect cannot reveal hidden tools."""
+        if not self._watches_tool_lists():
+            return None
         try:
             msg = jsonrpc.loads(event.data.encode("utf-8"), max_depth=512)  # type: ignore[union-attr]
         except ProtocolError:
             return None
-        if self.engine is None or not isinstance(msg, dict) or "method" in msg or not mcp.listed_tools(msg):
+        if not isinstance(msg, dict) or "method" in msg or not mcp.listed_tools(msg):
             return None
         return _reframed(event, msg) if self._tools_list(flow, msg) else None
 

@@ -536,21 +536,16 @@ async def list_server_tools(url: str, headers: dict[str, str] | None = None, tim
     except ImportError:
         raise ScanError("scan needs the MCP SDK: pip install 'intercept-addon[scan]'") from None
     headers = headers or {}
-    try:
-        async with asyncio.timeout(timeout):
-            return await _streamable_http(url, headers, timeout)
-    except ScanError:
-        raise
-    except Exception as exc:
-        streamable_error = _reason(exc)
-    try:
-        async with asyncio.timeout(timeout):
-            return await _legacy_sse(url, headers, timeout)
-    except ScanError:
-        raise
-    except Exception as exc:
-        raise ScanError(f"cannot list the tools at {public_url(url)}\n"
-                        f"  Streamable HTTP: {streamable_error}\n  legacy HTTP+SSE: {_reason(exc)}") from None
+    failures = []
+    for transport, connect in (("Streamable HTTP", _streamable_http), ("legacy HTTP+SSE", _legacy_sse)):
+        try:
+            async with asyncio.timeout(timeout):
+                return await connect(url, headers, timeout)
+        except ScanError:
+            raise
+        except Exception as exc:
+            failures.append(f"  {transport}: {_reason(exc)}")
+    raise ScanError("\n".join([f"cannot list the tools at {public_url(url)}", *failures]))
 
 
 # -- command line ------------------------------------------------------------------------------------
