@@ -24,6 +24,7 @@ import json
 import logging
 import logging.handlers
 import os
+import queue
 import socket
 import sys
 from collections import Counter, deque
@@ -86,7 +87,10 @@ class DecisionLog:
         self.intercept = intercept
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.path: Path | None = None
-        self._file: _RotatingFile | None = None
+        # Lines are written (and files rotated) by the listener's thread: a slow disk must not
+        # stall mitmproxy's event loop, which every flow shares.
+        self._queue: queue.Queue[logging.LogRecord] = queue.Queue()
+        self._writer: logging.handlers.QueueListener | None = None
         self._redact: frozenset[str] = frozenset()
         intercept.decision_hooks.append(self.record)
 
@@ -124,22 +128,31 @@ class DecisionLog:
         except OSError as exc:
             raise exceptions.OptionsError(f"intercept_log: cannot open {path}: {exc}") from None
         self.done()
-        self._file, self.path = opened, path
+        self._writer = logging.handlers.QueueListener(self._queue, opened)
+        self._writer.start()
+        self.path = path
 
     def done(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._file = self.path = None
+        """Write what is queued, then close the file."""
+        if self._writer is not None:
+            self._writer.stop()
+            for handler in self._writer.handlers:
+                handler.close()
+        self._writer = self.path = None
+
+    def flush(self) -> None:
+        """Wait until every line recorded so far is in the file."""
+        self._queue.join()
 
     def record(self, flow: http.HTTPFlow, decision: Decision | None, arguments: Mapping[str, Any] | None) -> None:
-        if self._file is None:
+        if self._writer is None:
             return
         try:
             line = jsonrpc.dumps(self.entry(flow, decision, arguments)).decode("utf-8")
         except Exception as exc:  # never let the audit trail break the decision itself
             log.error(f"intercept: decision log entry not written: {exc!r}")
             return
-        self._file.handle(logging.makeLogRecord({"msg": line}))
+        self._queue.put_nowait(logging.makeLogRecord({"msg": line}))
 
     def entry(self, flow: http.HTTPFlow, decision: Decision | None,
               arguments: Mapping[str, Any] | None) -> dict[str, Any]:

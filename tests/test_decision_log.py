@@ -180,3 +180,14 @@ async def test_status_cli_summarises_the_log(proxy):
 def test_status_cli_without_a_log(tmp_path: Path):
     out = status(str(tmp_path / "missing.jsonl"))
     assert out.returncode == 1 and out.stdout.strip() == "no decision log found"
+
+
+async def test_lines_are_written_off_the_event_loop_and_all_kept_at_shutdown(proxy):
+    """record() only queues (a slow disk must not stall every flow); done() writes the rest."""
+    flow = await proxy.call("echo", {"text": "x"})
+    path = proxy.log.path
+    for _ in range(500):
+        proxy.log.record(flow, None, None)
+    proxy.log.done()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 501 and all(json.loads(line)["flow"] == flow.id for line in lines)
