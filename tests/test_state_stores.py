@@ -847,3 +847,11 @@ def test_memory_sliding_running_total_matches_a_recount(steps):
             assert await store.value("k", window, now) == expected
 
     asyncio.run(run())
+
+
+async def test_sliding_total_of_ones_and_other_amounts(store):
+    """Counts of 1 (rate limits) may be summed as a row count; any other amount is summed exactly."""
+    for t, amount in ((0, 1), (1, 1), (2, "2.5"), (3, 1)):
+        assert (await store.reserve([req("k", SLIDE60, amount=amount, limit=None)], H0 + t)).ok
+    assert await store.value("k", SLIDE60, H0 + 3) == Decimal("5.5")
+    assert await store.value("k", SLIDE60, H0 + 62.5) == Decimal(1)  # only the last 1 is left
