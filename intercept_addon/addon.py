@@ -412,7 +412,7 @@ class InterceptAddon:
         if decision.kind == "hidden":
             data = None  # type: ignore[assignment]  # indistinguishable from an absent tool
         return mcp.denial(msg.id, text=text, code=code, data=data,
-                          as_result=ctx.options.intercept_deny_as == "result" and decision.kind != "hidden",
+                          as_result=ctx.options.intercept_deny_as == "result",
                           revision=revision)
 
     def _pin_decision(self, flow: http.HTTPFlow, tool: str) -> Decision | None:

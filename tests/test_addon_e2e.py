@@ -118,7 +118,13 @@ async def test_deny_as_result(stack_factory):
             result = await c.call_tool("delete_everything", {})
             assert result.is_error
             assert result.content[0].text == "[INTERCEPT POLICY DENIED] Deleting everything is not allowed"
-    assert "delete_everything" not in ran(stack.side_log)
+            # A hidden tool gets exactly what this server answers for a tool it does not have.
+            hidden, absent = await c.call_tool("secret_admin", {}), await c.call_tool("no_such_tool", {})
+            assert absent.is_error and absent.content[0].text == "Unknown tool: no_such_tool"  # the server's own
+            assert hidden.is_error and hidden.content[0].text == "Unknown tool: secret_admin"
+            # (On 2026-07-28 the server's own results also carry its serverInfo in _meta.)
+            assert hidden.model_dump(exclude={"content", "meta"}) == absent.model_dump(exclude={"content", "meta"})
+    assert ran(stack.side_log) == []
 
 
 async def test_regular_proxy_mode(tmp_path, policy_file, stack_factory):

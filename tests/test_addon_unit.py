@@ -150,11 +150,16 @@ async def test_rate_limit_denial_carries_retry_after(addon_ctx):
 
 
 async def test_hidden_tool_looks_absent(addon_ctx):
-    addon, _ = addon_ctx
+    addon, tctx = addon_ctx
     flow = request_flow(call("secret_admin"))
     await addon.request(flow)
     error = reply(flow)["error"]
-    assert error == {"code": -32602, "message": "Unknown tool: secret_admin"}
+    assert error == {"code": -32602, "message": "Unknown tool: secret_admin"}  # the spec's protocol error
+    tctx.configure(addon, intercept_deny_as="result")  # as the Python SDK's servers answer an absent tool
+    flow = request_flow(call("secret_admin"))
+    await addon.request(flow)
+    assert reply(flow)["result"] == {"content": [{"type": "text", "text": "Unknown tool: secret_admin"}],
+                                     "isError": True}
 
 
 async def test_batch_with_one_denied_call_forwards_nothing(addon_ctx):
