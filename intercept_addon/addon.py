@@ -26,7 +26,7 @@ from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, Message, Prot
 from .legacy import LegacyStream
 from .policy_file import PolicyError, load_policy
 from .sse import SseEvent, SseRewriter, detect_newline, format_event
-from .state import Reservation, Store, open_store
+from .state import Reservation, open_store
 from .state.fail_mode import FAIL_MODES, FailModeStore
 
 log = logging.getLogger("intercept")

@@ -32,7 +32,7 @@ class Proxy:
         flow = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/mcp", content=body, headers=(
             (b"content-type", b"application/json"), (b"x-agent-id", agent.encode()))))
         await self.intercept.request(flow)
-        self.log.flush()  # the decision log writes on its own thread
+        self.log.flush()  # the decision log buffers its lines
         return flow
 
     async def call(self, tool: str, arguments: dict, agent: str = "a1") -> tflow.HTTPFlow:

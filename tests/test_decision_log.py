@@ -182,8 +182,8 @@ def test_status_cli_without_a_log(tmp_path: Path):
     assert out.returncode == 1 and out.stdout.strip() == "no decision log found"
 
 
-async def test_lines_are_written_off_the_event_loop_and_all_kept_at_shutdown(proxy):
-    """record() only queues (a slow disk must not stall every flow); done() writes the rest."""
+async def test_lines_are_buffered_and_all_kept_at_shutdown(proxy):
+    """record() only buffers (no write and flush per decision); done() writes the rest."""
     flow = await proxy.call("echo", {"text": "x"})
     path = proxy.log.path
     for _ in range(500):
