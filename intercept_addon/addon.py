@@ -235,10 +235,12 @@ class InterceptAddon:
             return
         if flow.request.method == "GET" and "text/event-stream" in flow.request.headers.get("accept", "").lower():
             flow.request.headers["accept-encoding"] = "identity"  # a legacy stream must be readable
-        if flow.request.method != "POST":
+        # Every body is judged, whatever the method: a lenient server may route PUT or PATCH
+        # to its JSON-RPC handler too. Bodiless requests (GET streams, DELETE) carry no call.
+        if flow.request.method != "POST" and not flow.request.raw_content:
             return
         try:
-            await self._inspect_post(flow)
+            await self._inspect_body(flow)
         except ProtocolError as exc:
             self._refuse(flow, exc)
         except Exception:
@@ -295,7 +297,7 @@ class InterceptAddon:
             return decoded
         return raw
 
-    async def _inspect_post(self, flow: http.HTTPFlow) -> None:
+    async def _inspect_body(self, flow: http.HTTPFlow) -> None:
         headers = header_map(flow.request.headers)
         if not self._looks_like_mcp(flow, headers):
             return

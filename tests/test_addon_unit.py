@@ -405,3 +405,22 @@ def test_an_oversized_replayed_event_is_cut_when_tools_can_be_hidden(addon_ctx):
                    for i in range(0, len(listed) + 8, 65536))
     out += b"".join(flow.response.stream(b""))
     assert b"secret_admin" not in out
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "GET"])
+async def test_a_call_under_any_method_is_judged(addon_ctx, method):
+    """Servers route differently: a lenient one may hand a PUT's body to its JSON-RPC handler."""
+    addon, _ = addon_ctx
+    flow = request_flow(call("delete_everything"))
+    flow.request.method = method
+    await addon.request(flow)
+    assert reply(flow)["error"]["data"]["rule"] == "no deletes"
+
+
+async def test_bodiless_requests_pass_untouched(addon_ctx):
+    addon, _ = addon_ctx
+    for method in ("GET", "DELETE", "OPTIONS"):
+        flow = request_flow(None, raw=b"")
+        flow.request.method = method
+        await addon.request(flow)
+        assert flow.response is None and "mcp.decision" not in flow.metadata
