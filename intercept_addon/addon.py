@@ -62,6 +62,13 @@ def _reply(flow: http.HTTPFlow, status: int, body: Any) -> None:
     flow.response = http.Response.make(status, jsonrpc.dumps(body), {"content-type": "application/json"})
 
 
+def _mcp_websocket(headers: http.Headers) -> bool:
+    """A WebSocket upgrade offering the "mcp" subprotocol (an SDK transport outside the spec)."""
+    if "websocket" not in headers.get("upgrade", "").lower():
+        return False
+    return "mcp" in (p.strip().lower() for p in headers.get("sec-websocket-protocol", "").split(","))
+
+
 def _reframed(event: SseEvent, msg: dict[str, Any]) -> bytes:
     """``event`` carrying ``msg`` instead, in the stream's own line endings, id kept."""
     return format_event(jsonrpc.dumps(msg).decode("utf-8"), event=event.event, id=event.id,
@@ -235,6 +242,10 @@ class InterceptAddon:
             return
         if flow.request.method == "GET" and "text/event-stream" in flow.request.headers.get("accept", "").lower():
             flow.request.headers["accept-encoding"] = "identity"  # a legacy stream must be readable
+        if _mcp_websocket(flow.request.headers):  # a transport this proxy does not inspect: closed
+            self._refuse(flow, ProtocolError(INVALID_REQUEST, "MCP over WebSocket is not inspected by the policy "
+                                             "proxy; use Streamable HTTP", status=403))
+            return
         # Every body is judged, whatever the method: a lenient server may route PUT or PATCH
         # to its JSON-RPC handler too. Bodiless requests (GET streams, DELETE) carry no call.
         if flow.request.method != "POST" and not flow.request.raw_content:

@@ -424,3 +424,16 @@ async def test_bodiless_requests_pass_untouched(addon_ctx):
         flow.request.method = method
         await addon.request(flow)
         assert flow.response is None and "mcp.decision" not in flow.metadata
+
+
+async def test_mcp_over_websocket_is_refused_other_websockets_pass(addon_ctx):
+    """WebSocket messages are not judged: an MCP session must not slip past the policy that way."""
+    addon, _ = addon_ctx
+    for protocols, refused in (("mcp", True), ("graphql-ws, MCP", True), ("chat", False)):
+        flow = tflow.tflow()
+        flow.request = http.Request.make("GET", "http://127.0.0.1:9/ws", b"", {
+            "upgrade": "websocket", "connection": "Upgrade", "sec-websocket-protocol": protocols})
+        await addon.request(flow)
+        assert (flow.response is not None) == refused, protocols
+        if refused:
+            assert flow.response.status_code == 403 and "WebSocket" in reply(flow)["error"]["message"]
