@@ -395,6 +395,7 @@ class InterceptAddon:
                        tracked: Tracked) -> tuple[int, dict[str, Any]] | None:
         """Evaluate one message; return the local reply if it is denied."""
         flow.metadata.setdefault("mcp.method", msg.method or "(response)")
+        mcp.check_method(msg)
         if msg.method == "tools/list" and msg.kind == "request":
             tracked.list_ids.add(msg.id)  # type: ignore[arg-type]
             return None

@@ -58,6 +58,17 @@ def tool_call(message: Message, name_pattern: re.Pattern[str]) -> ToolCall:
     return ToolCall(name, arguments)
 
 
+# Methods the policy acts on. A variant that a lenient server might read as one of them (case,
+# Unicode compatibility forms, surrounding whitespace) is refused, never forwarded.
+GUARDED_METHODS = ("tools/call", "tools/list")
+
+
+def check_method(message: Message) -> None:
+    method = message.method
+    if method is not None and method not in GUARDED_METHODS and fold(method).strip() in GUARDED_METHODS:
+        raise ProtocolError(INVALID_REQUEST, f"ambiguous method {method!r}", id=message.id)
+
+
 def decode_header_value(value: str) -> str:
     """2026-07-28 header values that are not header-safe arrive as ``=?base64?...?=``."""
     if value.startswith("=?base64?") and value.endswith("?="):

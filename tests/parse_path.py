@@ -43,7 +43,7 @@ def lenient_get(obj: Any, key: str) -> Any:
 
 
 def check_request(body: bytes, headers: dict[str, str]) -> None:
-    """jsonrpc.loads -> classify -> mcp.tool_call -> check_routing_headers, as the addon runs them.
+    """jsonrpc.loads -> classify -> check_method -> mcp.tool_call -> check_routing_headers, as the addon runs them.
 
     Raises AssertionError (a bug) if anything but ProtocolError escapes, if a parsed body does not
     survive ``dumps``/``loads`` unchanged, if a lenient JSON parser reads the original body
@@ -59,6 +59,7 @@ def check_request(body: bytes, headers: dict[str, str]) -> None:
             mcp.check_routing_headers(messages[0], headers.get, revision)
         judged = []
         for m in messages:
+            mcp.check_method(m)
             if m.method == "tools/call":
                 if m.kind == "notification":  # refused by the addon: a server would run it unanswered
                     raise ProtocolError(jsonrpc.INVALID_REQUEST, "tools/call notification")
@@ -73,7 +74,7 @@ def check_request(body: bytes, headers: dict[str, str]) -> None:
     assert json.loads(body.decode("utf-8"), parse_float=Decimal) == value, "a lenient parser disagrees"
     served = json.loads(forwarded, parse_float=Decimal)
     ran = [lenient_get(lenient_get(m, "params"), "name") for m in (served if isinstance(served, list) else [served])
-           if lenient_get(m, "method") == "tools/call"]
+           if isinstance(lenient_get(m, "method"), str) and jsonrpc.fold(lenient_get(m, "method")).strip() == "tools/call"]
     assert ran == judged, f"judged {judged}, a lenient server runs {ran}"
 
 

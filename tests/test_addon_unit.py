@@ -437,3 +437,11 @@ async def test_mcp_over_websocket_is_refused_other_websockets_pass(addon_ctx):
         assert (flow.response is not None) == refused, protocols
         if refused:
             assert flow.response.status_code == 403 and "WebSocket" in reply(flow)["error"]["message"]
+
+
+@pytest.mark.parametrize("method", ["Tools/Call", "TOOLS/LIST", "tools/list\t", " tools/call", "\uff54ools/call"])
+async def test_method_variants_a_lenient_server_might_accept_are_refused(addon_ctx, method):
+    addon, _ = addon_ctx
+    flow = request_flow({**call("delete_everything"), "method": method})
+    await addon.request(flow)
+    assert flow.response.status_code == 400 and "ambiguous method" in reply(flow)["error"]["message"]

@@ -73,6 +73,10 @@ CASES: dict[str, tuple[bytes | str, dict[str, str], str]] = {
     "unknown envelope member": (CALL[:-1] + ',"extra":1}', {}, "/mcp"),
     "jsonrpc 1.0": (CALL.replace('"2.0"', '"1.0"'), {}, "/mcp"),
     "Tools/Call method case": (CALL.replace("tools/call", "Tools/Call"), {}, "/mcp"),
+    "TOOLS/CALL method case": (CALL.replace("tools/call", "TOOLS/CALL"), {}, "/mcp"),
+    "method with trailing space": (CALL.replace("tools/call", "tools/call "), {}, "/mcp"),
+    "method in fullwidth forms": (CALL.replace("tools/call", "\uff54\uff4f\uff4f\uff4c\uff53\uff0fcall"), {}, "/mcp"),
+    "PUT instead of POST": (CALL, {"x-method": "PUT"}, "/mcp"),
     "lookalike tool name": (CALL.replace("delete_everything", "delete_everythіng"), {}, "/mcp"),
     "fullwidth tool name": (CALL.replace("delete_everything", "ｄelete_everything"), {}, "/mcp"),
     "path /MCP": (CALL, {}, "/MCP"),
@@ -108,9 +112,10 @@ def stack(tmp_path_factory):
 def test_denied_tool_never_runs(stack, name):
     body, extra, path = CASES[name]
     headers = {k: v for k, v in {**HEADERS, **extra}.items() if v}
+    method = headers.pop("x-method", "POST")  # a case's own HTTP method, not a header to send
     content = body.encode() if isinstance(body, str) else body
-    resp = httpx2.post(f"http://127.0.0.1:{stack.proxy_port}{path}", content=content, headers=headers,
-                       timeout=30, trust_env=False)
+    resp = httpx2.request(method, f"http://127.0.0.1:{stack.proxy_port}{path}", content=content, headers=headers,
+                          timeout=30, trust_env=False)
     assert "delete_everything" not in ran(stack.side_log), f"{name}: the denied tool ran"
     if 200 <= resp.status_code < 300:
         answer = json.loads(resp.text)  # a 2xx answer must be JSON-RPC errors only
