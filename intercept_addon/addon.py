@@ -404,7 +404,9 @@ class InterceptAddon:
         if msg.kind == "notification":
             raise ProtocolError(INVALID_REQUEST, "tools/call must be a request with an id, not a notification")
         call = mcp.tool_call(msg, self._tool_name)
-        flow.metadata["mcp.tool"] = call.name
+        tools = flow.metadata.get("mcp.tool")  # a batch's flow names every tool it calls
+        if tools is None or call.name not in tools.split(", "):
+            flow.metadata["mcp.tool"] = call.name if tools is None else f"{tools}, {call.name}"
         if self.engine is None:
             flow.metadata["mcp.decision"] = "inspect"
             return None
@@ -465,9 +467,10 @@ class InterceptAddon:
     def _annotate(self, flow: http.HTTPFlow, decision: Decision, arguments: Mapping[str, Any]) -> None:
         verdict = "allow" if decision.allowed else "deny"
         self.decisions[verdict] += 1
-        flow.metadata["mcp.decision"] = verdict
-        if decision.rule:
-            flow.metadata["mcp.rule"] = decision.rule
+        if flow.metadata.get("mcp.decision") != "deny":  # a batch's flow shows its denial, wherever it was
+            flow.metadata["mcp.decision"] = verdict
+            if decision.rule:
+                flow.metadata["mcp.rule"] = decision.rule
         if not decision.allowed:
             flow.metadata["mcp.reason"] = decision.message
             if decision.retry_after is not None:

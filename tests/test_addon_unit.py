@@ -172,6 +172,13 @@ async def test_batch_with_one_denied_call_forwards_nothing(addon_ctx):
     assert [a["id"] for a in answers] == [1, 2]  # the notification needs no answer
     assert "another call in this batch was denied" in answers[0]["error"]["message"]
     assert answers[1]["error"]["data"]["rule"] == "no deletes"
+    # The flow shows the batch's denial, and every tool it called, though the denied call was not last.
+    batch.append(call("echo", {"text": "b"}, 4))
+    flow = request_flow(batch, revision="2025-03-26")
+    await addon.request(flow)
+    meta = flow.metadata
+    assert (meta["mcp.decision"], meta["mcp.rule"]) == ("deny", "no deletes")
+    assert meta["mcp.tool"] == "echo, delete_everything"
 
 
 async def test_batches_are_refused_outside_2025_03_26(addon_ctx):
