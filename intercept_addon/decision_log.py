@@ -101,17 +101,8 @@ def redact(value: Any, keys: frozenset[str]) -> Any:
     return value
 
 
-def canonical(value: Any) -> Any:
-    """Objects with sorted keys, recursively: the same arguments always serialise the same."""
-    if isinstance(value, Mapping):
-        return {k: canonical(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    return value
-
-
 def args_digest(arguments: Mapping[str, Any]) -> str:
-    return hashlib.sha256(jsonrpc.dumps(canonical(arguments))).hexdigest()
+    return hashlib.sha256(jsonrpc.dumps(arguments, sort_keys=True)).hexdigest()
 
 
 class DecisionLog:

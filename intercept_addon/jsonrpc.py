@@ -119,7 +119,7 @@ def loads(body: bytes, *, max_depth: int = 64) -> Any:
     return value
 
 
-def _encode(value: Any, out: list[str]) -> None:
+def _encode(value: Any, out: list[str], sort_keys: bool = False) -> None:
     if isinstance(value, str):
         out.append(json.dumps(value, ensure_ascii=False))
     elif value is True:
@@ -132,19 +132,19 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append(str(value))
     elif isinstance(value, dict):
         out.append("{")
-        for i, (k, v) in enumerate(value.items()):
+        for i, (k, v) in enumerate(sorted(value.items()) if sort_keys else value.items()):
             if i:
                 out.append(",")
             out.append(json.dumps(k, ensure_ascii=False))
             out.append(":")
-            _encode(v, out)
+            _encode(v, out, sort_keys)
         out.append("}")
     elif isinstance(value, list):
         out.append("[")
         for i, v in enumerate(value):
             if i:
                 out.append(",")
-            _encode(v, out)
+            _encode(v, out, sort_keys)
         out.append("]")
     else:
         raise TypeError(f"cannot encode {type(value).__name__}")
@@ -158,17 +158,18 @@ def _no_decimal(value: Any) -> Any:
     raise _HasDecimal
 
 
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON; exact numbers; lone surrogates rejected (not valid UTF-8).
+def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
+    """Compact UTF-8 JSON; exact numbers; lone surrogates rejected (not valid UTF-8);
+    ``sort_keys`` for a canonical form.
 
     The C encoder writes the same text as ``_encode`` for everything but Decimal, whose exact
     digits it cannot emit; the rare message holding a fraction takes the pure-Python path."""
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                          default=_no_decimal)
+                          default=_no_decimal, sort_keys=sort_keys)
     except _HasDecimal:
         out: list[str] = []
-        _encode(value, out)
+        _encode(value, out, sort_keys)
         text = "".join(out)
     try:
         return text.encode("utf-8")

@@ -18,23 +18,28 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.di
                       max_leaves=30)
 
 
-def reference(value: object) -> bytes:
+def reference(value: object, sort_keys: bool) -> bytes:
     out: list[str] = []
-    jsonrpc._encode(value, out)
+    jsonrpc._encode(value, out, sort_keys)
     return "".join(out).encode("utf-8")
 
 
 @settings(max_examples=400)
-@given(values)
-def test_fast_path_equals_reference_encoder(value: object) -> None:
+@given(values, st.booleans())
+def test_fast_path_equals_reference_encoder(value: object, sort_keys: bool) -> None:
     try:
-        expected = reference(value)
+        expected = reference(value, sort_keys)
     except UnicodeEncodeError:
         with pytest.raises(jsonrpc.ProtocolError):
-            jsonrpc.dumps(value)
+            jsonrpc.dumps(value, sort_keys=sort_keys)
         return
-    assert jsonrpc.dumps(value) == expected
+    assert jsonrpc.dumps(value, sort_keys=sort_keys) == expected
     assert jsonrpc.loads(expected, max_depth=512) == value
+
+
+def test_sorted_keys_at_every_depth_also_with_fractions() -> None:
+    value = {"b": [{"z": 1, "a": Decimal("1.50")}], "a": {"y": None, "x": True}}
+    assert jsonrpc.dumps(value, sort_keys=True) == b'{"a":{"x":true,"y":null},"b":[{"a":1.50,"z":1}]}'
 
 
 @pytest.mark.parametrize("text", ["0.1", "-1.50", "1E+400", "123456789012345678901234567890.000001"])
