@@ -98,7 +98,6 @@ class InterceptAddon:
         self._reloader: asyncio.Task | None = None
         self._tool_name: re.Pattern[str] = re.compile(mcp.DEFAULT_TOOL_NAME)
         self._identity: tuple[str, ...] = IDENTITY_SOURCES
-        self.decisions = {"allow": 0, "deny": 0}
         self.pins = fingerprint.PinWatch()  # pinned tools last served with another definition
         # Called once per decision (the decision log, the status command): (flow, decision,
         # arguments), or (flow, None, None) for a request refused as malformed. Must not raise.
@@ -466,7 +465,6 @@ class InterceptAddon:
 
     def _annotate(self, flow: http.HTTPFlow, decision: Decision, arguments: Mapping[str, Any]) -> None:
         verdict = "allow" if decision.allowed else "deny"
-        self.decisions[verdict] += 1
         if flow.metadata.get("mcp.decision") != "deny":  # a batch's flow shows its denial, wherever it was
             flow.metadata["mcp.decision"] = verdict
             if decision.rule:

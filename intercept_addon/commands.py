@@ -86,7 +86,9 @@ class InterceptCommands:
     def status(self) -> Sequence[str]:
         """The policy in force, decisions since start (per rule), and live counters per session."""
         opts = ctx.options
-        d = self.intercept.decisions
+        d: Counter[str] = Counter()
+        for (_, verdict), n in self.by_rule.items():
+            d[verdict] += n
         lines = [
             f"policy: {opts.intercept_policy or '(none: inspect only)'}  mode: {opts.intercept_mode}  "
             f"state: {opts.intercept_state}",
