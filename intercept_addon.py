@@ -3,10 +3,10 @@
 mitmproxy's -s takes a file, not a package; this file loads the package beside it.
 """
 
-from intercept_addon.addon import InterceptAddon
-from intercept_addon.commands import InterceptCommands
-from intercept_addon.contentview import McpViewer
-from intercept_addon.decision_log import DecisionLog
+from intercept_addon.proxy.addon import InterceptAddon
+from intercept_addon.proxy.commands import InterceptCommands
+from intercept_addon.proxy.contentview import McpViewer
+from intercept_addon.proxy.decision_log import DecisionLog
 
 intercept = InterceptAddon()
 # McpViewer after InterceptAddon: it wraps the event-stream callables InterceptAddon installs.

@@ -24,8 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from intercept_addon.engine import Call, Engine  # noqa: E402
-from intercept_addon.policy import Policy  # noqa: E402
+from intercept_addon.policy.engine import Call, Engine  # noqa: E402
+from intercept_addon.policy.model import Policy  # noqa: E402
 from intercept_addon.state.memory import MemoryStore  # noqa: E402
 from intercept_addon.state.sqlite import SqliteStore  # noqa: E402
 

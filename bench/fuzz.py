@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 with atheris.instrument_imports(include=["intercept_addon", "parse_path"]):
-    from intercept_addon.sse import SseRewriter
+    from intercept_addon.wire.sse import SseRewriter
     from parse_path import addon_sse_transform, check_request
 
 

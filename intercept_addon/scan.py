@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .fingerprint import fingerprint
-from .mcp import DEFAULT_TOOL_NAME
-from .policy import GLOBAL_NAMESPACE, is_glob
-from .policy_file import PolicyError, parse_policy
+from intercept_addon.policy.fingerprint import fingerprint
+from intercept_addon.wire.mcp import DEFAULT_TOOL_NAME
+from intercept_addon.policy.model import GLOBAL_NAMESPACE, is_glob
+from intercept_addon.policy.file import PolicyError, parse_policy
 
 STYLES = ("catalogue", "intercept")
 DESTRUCTIVE, WRITE, READ = "destructive", "write", "read-only"

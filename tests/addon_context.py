@@ -15,9 +15,9 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons, tflow, tutils
 
 from harness import ROOT
-from intercept_addon.addon import InterceptAddon
-from intercept_addon.commands import InterceptCommands
-from intercept_addon.decision_log import DecisionLog
+from intercept_addon.proxy.addon import InterceptAddon
+from intercept_addon.proxy.commands import InterceptCommands
+from intercept_addon.proxy.decision_log import DecisionLog
 
 
 class Proxy:

@@ -15,11 +15,11 @@ from typing import Any
 
 from mitmproxy.test import tflow
 
-from intercept_addon import jsonrpc, mcp
-from intercept_addon.addon import InterceptAddon, Tracked
-from intercept_addon.engine import Engine
-from intercept_addon.jsonrpc import ProtocolError, fold
-from intercept_addon.policy_file import parse_policy
+from intercept_addon.wire import jsonrpc, mcp
+from intercept_addon.proxy.addon import InterceptAddon, Tracked
+from intercept_addon.policy.engine import Engine
+from intercept_addon.wire.jsonrpc import ProtocolError, fold
+from intercept_addon.policy.file import parse_policy
 
 TOOL_NAME = re.compile(mcp.DEFAULT_TOOL_NAME)
 HIDING_POLICY = """\

@@ -16,8 +16,8 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons, tflow
 
 from conftest import TEST_POLICY
-from intercept_addon import jsonrpc
-from intercept_addon.addon import InterceptAddon, header_map
+from intercept_addon.wire import jsonrpc
+from intercept_addon.proxy.addon import InterceptAddon, header_map
 
 REV_2025 = "2025-11-25"
 REV_2026 = "2026-07-28"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from intercept_addon.conditions import MISSING, CompiledCondition, resolve, split_path
-from intercept_addon.engine import Call, Engine
-from intercept_addon.policy import Condition
-from intercept_addon.policy_file import parse_policy
+from intercept_addon.policy.conditions import MISSING, CompiledCondition, resolve, split_path
+from intercept_addon.policy.engine import Call, Engine
+from intercept_addon.policy.model import Condition
+from intercept_addon.policy.file import parse_policy
 from intercept_addon.state.memory import MemoryStore
 
 

@@ -14,7 +14,7 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons, tflow, tutils
 
 from harness import start_mcp_server, start_mitmdump
-from intercept_addon.contentview import STREAM_CUT_KEY, McpViewer
+from intercept_addon.proxy.contentview import STREAM_CUT_KEY, McpViewer
 from test_addon_e2e import client
 
 DENIED_REQUEST = b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"delete_everything","arguments":{}}}'

@@ -18,7 +18,7 @@ from mitmproxy import exceptions
 
 from addon_context import proxy_context
 from harness import ROOT, clean_env
-from intercept_addon.decision_log import FILE_NAME, summarize
+from intercept_addon.proxy.decision_log import FILE_NAME, summarize
 
 
 @pytest.fixture

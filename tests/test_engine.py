@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from intercept_addon.engine import Call, Decision, Engine
-from intercept_addon.policy_file import load_policy, parse_policy
+from intercept_addon.policy.engine import Call, Decision, Engine
+from intercept_addon.policy.file import load_policy, parse_policy
 from intercept_addon.state import StoreError
 from intercept_addon.state.memory import MemoryStore
 from intercept_addon.state.sqlite import SqliteStore

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp.types import ListToolsResult
 
-from intercept_addon import jsonrpc
-from intercept_addon.fingerprint import Change, PinWatch, canonical_json, fingerprint
-from intercept_addon.policy_file import PolicyError, parse_policy
+from intercept_addon.wire import jsonrpc
+from intercept_addon.policy.fingerprint import Change, PinWatch, canonical_json, fingerprint
+from intercept_addon.policy.file import PolicyError, parse_policy
 
 ECHO = {
     "name": "echo",

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intercept_addon import jsonrpc
+from intercept_addon.wire import jsonrpc
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(10**60), max_value=10**60),

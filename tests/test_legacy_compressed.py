@@ -17,7 +17,7 @@ import pytest
 from mitmproxy import http
 
 from harness import ran
-from intercept_addon.encodings import MAX_DECODED_CHUNK, DecodeError, decode_capped, stream_decoder, zstd
+from intercept_addon.wire.encodings import MAX_DECODED_CHUNK, DecodeError, decode_capped, stream_decoder, zstd
 from test_legacy_sse import DENIED, denied, session
 
 EVENTS = b"".join(b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}\r\n\r\n" % i
@@ -105,7 +105,7 @@ def test_decoder_any_chunking(encoding, wbits, seed):
     cuts = sorted(rng.sample(range(1, len(EVENTS)), 30))
     body = flushed(zlib.compressobj(wbits=wbits), [EVENTS[a:b] for a, b in zip([0, *cuts], [*cuts, len(EVENTS)])])
     resp = response(encoding)
-    decode = stream_decoder(resp)
+    decode = stream_decoder(resp.headers)
     assert "content-encoding" not in resp.headers and "content-length" not in resp.headers
     splits = sorted(rng.sample(range(1, len(body)), 40))  # inside the gzip header too
     out = b"".join(decode(body[a:b]) for a, b in zip([0, *splits], [*splits, len(body)]))
@@ -115,19 +115,19 @@ def test_decoder_any_chunking(encoding, wbits, seed):
 def test_decoder_refuses_what_it_cannot_read_completely():
     gzipped = zlib.compress(EVENTS, wbits=zlib.MAX_WBITS | 16)
     with pytest.raises(ValueError, match="after the end"):
-        stream_decoder(response("gzip"))(gzipped + b"data: smuggled\n\n")
+        stream_decoder(response("gzip").headers)(gzipped + b"data: smuggled\n\n")
     bomb = zlib.compress(b"\0" * (MAX_DECODED_CHUNK + 1), wbits=zlib.MAX_WBITS | 16)
     with pytest.raises(ValueError, match="decodes to more than"):
-        stream_decoder(response("gzip"))(bomb)
+        stream_decoder(response("gzip").headers)(bomb)
     raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     with pytest.raises(zlib.error):
-        stream_decoder(response("deflate"))(raw_deflate.compress(EVENTS) + raw_deflate.flush())
+        stream_decoder(response("deflate").headers)(raw_deflate.compress(EVENTS) + raw_deflate.flush())
 
 
 def test_decoder_identity_and_unsupported():
-    assert stream_decoder(response(None))(b"data: x\n\n") == b"data: x\n\n"
+    assert stream_decoder(response(None).headers)(b"data: x\n\n") == b"data: x\n\n"
     resp = response("br")
-    assert stream_decoder(resp) is None and resp.headers["content-encoding"] == "br"
+    assert stream_decoder(resp.headers) is None and resp.headers["content-encoding"] == "br"
 
 
 @pytest.mark.parametrize("encoding, pack", [("gzip", gzip.compress), ("zstd", zstd.compress), ("br", brotli.compress)])

@@ -14,7 +14,7 @@ import pytest
 from mcp.client.sse import sse_client
 
 from harness import ran
-from intercept_addon import legacy
+from intercept_addon.wire import legacy
 
 pytestmark = pytest.mark.e2e
 

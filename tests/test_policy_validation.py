@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from intercept_addon.engine import Engine
-from intercept_addon.policy import OPERATORS, Policy
-from intercept_addon.policy_file import PolicyError, PolicyIssue, load_policy, parse_policy
+from intercept_addon.policy.engine import Engine
+from intercept_addon.policy.model import OPERATORS, Policy
+from intercept_addon.policy.file import PolicyError, PolicyIssue, load_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intercept_addon import jsonrpc, mcp
-from intercept_addon.jsonrpc import ProtocolError, fold
-from intercept_addon.sse import SseEvent, SseRewriter
+from intercept_addon.wire import jsonrpc, mcp
+from intercept_addon.wire.jsonrpc import ProtocolError, fold
+from intercept_addon.wire.sse import SseEvent, SseRewriter
 from parse_path import TOOL_NAME, addon_sse_transform, check_request
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import TEST_POLICY
 from harness import Process, ran, start_mitmdump
-from intercept_addon.encodings import BODY_BUFFER_LIMIT
+from intercept_addon.wire.encodings import BODY_BUFFER_LIMIT
 
 pytestmark = pytest.mark.e2e
 

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from harness import free_port
 from intercept_addon import cli
-from intercept_addon.engine import Call, Engine
-from intercept_addon.fingerprint import fingerprint
-from intercept_addon.policy import is_glob
-from intercept_addon.policy_file import parse_policy
+from intercept_addon.policy.engine import Call, Engine
+from intercept_addon.policy.fingerprint import fingerprint
+from intercept_addon.policy.model import is_glob
+from intercept_addon.policy.file import parse_policy
 from intercept_addon.scan import (
     DESTRUCTIVE,
     READ,

@@ -14,8 +14,8 @@ import pytest
 
 from harness import ROOT, clean_env, start_mcp_server, start_mitmdump
 from intercept_addon.demo import run as demo
-from intercept_addon.policy import Policy
-from intercept_addon.policy_file import load_policy
+from intercept_addon.policy.model import Policy
+from intercept_addon.policy.file import load_policy
 from test_addon_e2e import call_denied, client
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""Tests for intercept_addon.sse: incremental SSE rewriting."""
+"""Tests for intercept_addon.wire.sse: incremental SSE rewriting."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intercept_addon.sse import SseEvent, SseRewriter, detect_newline, format_event
+from intercept_addon.wire.sse import SseEvent, SseRewriter, detect_newline, format_event
 
 # Shapes as emitted by real MCP servers.
 STARLETTE_MSG = (

@@ -19,9 +19,9 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from harness import free_port
-from intercept_addon.addon import InterceptAddon
-from intercept_addon.engine import Call, Engine
-from intercept_addon.policy_file import parse_policy
+from intercept_addon.proxy.addon import InterceptAddon
+from intercept_addon.policy.engine import Call, Engine
+from intercept_addon.policy.file import parse_policy
 from intercept_addon.state import (
     COUNTING,
     Applied,

@@ -128,8 +128,8 @@ def format_retry(seconds: float) -> int:
 def open_store(spec: str, *, default_path: str | None = None, prefix: str | None = None) -> Store:
     """``memory``, ``sqlite`` (default file), ``sqlite:///path``, a plain path, or a
     ``redis://``/``rediss://`` URL (``prefix``: the Redis key prefix)."""
-    from .memory import MemoryStore
-    from .sqlite import SqliteStore
+    from intercept_addon.state.memory import MemoryStore
+    from intercept_addon.state.sqlite import SqliteStore
 
     if spec == "memory":
         return MemoryStore()
@@ -140,7 +140,7 @@ def open_store(spec: str, *, default_path: str | None = None, prefix: str | None
     if spec.startswith("sqlite://"):
         return SqliteStore(spec.removeprefix("sqlite://"))
     if spec.startswith(("redis://", "rediss://")):
-        from .redis import DEFAULT_PREFIX, RedisStore
+        from intercept_addon.state.redis import DEFAULT_PREFIX, RedisStore
 
         return RedisStore(spec, prefix=DEFAULT_PREFIX if prefix is None else prefix)
     if "://" in spec:

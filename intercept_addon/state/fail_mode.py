@@ -17,7 +17,7 @@ import time
 from decimal import Decimal
 from typing import Literal, Sequence
 
-from . import CounterRequest, Reservation, ReserveOutcome, Store, StoreError, Window
+from intercept_addon.state import CounterRequest, Reservation, ReserveOutcome, Store, StoreError, Window
 
 FailMode = Literal["closed", "open"]
 FAIL_MODES: tuple[FailMode, ...] = ("closed", "open")

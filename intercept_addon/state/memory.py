@@ -7,7 +7,7 @@ from collections import deque
 from decimal import Decimal
 from typing import Sequence
 
-from . import (
+from intercept_addon.state import (
     COUNTING,
     Applied,
     CounterRequest,

@@ -36,7 +36,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from . import (
+from intercept_addon.state import (
     Applied,
     CounterRequest,
     Reservation,

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Sequence
 
-from . import (
+from intercept_addon.state import (
     COUNTING,
     Applied,
     CounterRequest,

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 import brotli  # mitmproxy's own dependencies, as are the zstd bindings
-from mitmproxy import http
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -49,11 +48,11 @@ def decode_capped(raw: bytes, enc: str, cap: int) -> bytes:
     return out
 
 
-def decoded_response(resp: http.Response) -> bytes:
+def decoded_response(headers: MutableMapping[str, str], raw: bytes) -> bytes:
     """A buffered answer's body, decoded but never past BODY_BUFFER_LIMIT: a server may ignore
-    our Accept-Encoding: identity and send a decompression bomb."""
-    enc = resp.headers.get("content-encoding", "").strip().lower()
-    raw = resp.raw_content or b""
+    our Accept-Encoding: identity and send a decompression bomb. ``headers`` reads names
+    case-insensitively (mitmproxy's Headers)."""
+    enc = headers.get("content-encoding", "").strip().lower()
     if enc in ("", "identity") or not raw:
         return raw
     if enc not in KNOWN:
@@ -64,18 +63,18 @@ def decoded_response(resp: http.Response) -> bytes:
     return content
 
 
-def stream_decoder(resp: http.Response) -> Callable[[bytes], bytes] | None:
+def stream_decoder(headers: MutableMapping[str, str]) -> Callable[[bytes], bytes] | None:
     """Undo a streamed response's Content-Encoding chunk by chunk (the header is removed: the
     client gets identity); None for an encoding this cannot decode incrementally. Raises on
     anything it cannot decode completely, so the stream is cut rather than passed on unread."""
-    enc = resp.headers.get("content-encoding", "identity").strip().lower()
+    enc = headers.get("content-encoding", "identity").strip().lower()
     if enc == "identity":
         return lambda chunk: chunk
     if enc not in ("gzip", "x-gzip", "deflate"):
         return None
     decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing (raw deflate: zlib.error)
-    del resp.headers["content-encoding"]
-    resp.headers.pop("content-length", None)
+    del headers["content-encoding"]
+    headers.pop("content-length", None)
 
     def decode(chunk: bytes) -> bytes:
         if not chunk:

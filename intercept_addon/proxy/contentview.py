@@ -20,7 +20,7 @@ from typing import Any
 from mitmproxy import contentviews, ctx, exceptions, http
 from mitmproxy.contentviews import Contentview, Metadata
 
-from .sse import SseEvent, SseRewriter
+from intercept_addon.wire.sse import SseEvent, SseRewriter
 
 JSON_PRIORITY = 1  # what mitmproxy's JSON view claims for application/json
 STREAM_CUT_KEY = "mcp.stream_bytes"  # total bytes of a stream whose kept copy was cut short

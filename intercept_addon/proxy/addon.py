@@ -20,14 +20,15 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import encodings, fingerprint, jsonrpc, legacy, mcp
-from .engine import Call, Decision, Engine
-from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, Message, ProtocolError
-from .legacy import LegacyStream
-from .policy_file import PolicyError, load_policy
-from .sse import SseEvent, SseRewriter, detect_newline, format_event
-from .state import Reservation, open_store
-from .state.fail_mode import FAIL_MODES, FailModeStore
+from intercept_addon.wire import encodings, jsonrpc, legacy, mcp
+from intercept_addon.policy import fingerprint
+from intercept_addon.policy.engine import Call, Decision, Engine
+from intercept_addon.wire.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, Message, ProtocolError
+from intercept_addon.wire.legacy import LegacyStream
+from intercept_addon.policy.file import PolicyError, load_policy
+from intercept_addon.wire.sse import SseEvent, SseRewriter, detect_newline, format_event
+from intercept_addon.state import Reservation, open_store
+from intercept_addon.state.fail_mode import FAIL_MODES, FailModeStore
 
 log = logging.getLogger("intercept")
 
@@ -532,7 +533,7 @@ class InterceptAddon:
             tracked = self.tracked.get(flow.id)
             if tracked is None:
                 if flow.request.method == "GET":  # may be a legacy HTTP+SSE stream: never pass it unread
-                    decode = encodings.stream_decoder(resp)
+                    decode = encodings.stream_decoder(resp.headers)
                     if decode is None:
                         log.warning(f"intercept: event stream {flow.request.pretty_url} has Content-Encoding "
                                     f"{resp.headers['content-encoding']!r}, which cannot be inspected: refused")
@@ -546,7 +547,7 @@ class InterceptAddon:
                 else:
                     resp.stream = True  # not ours to inspect, but never buffer an event stream
                 return
-            decode = encodings.stream_decoder(resp)
+            decode = encodings.stream_decoder(resp.headers)
             if decode is None:
                 return  # br/zstd despite our Accept-Encoding: identity: buffered, decoded within caps in `response`
             # A tools/list answer too large to filter must not pass: it could list hidden tools.
@@ -746,7 +747,7 @@ class InterceptAddon:
             await self._release(tracked)
             return
         ctype = resp.headers.get("content-type", "").lower()
-        content = encodings.decoded_response(resp)
+        content = encodings.decoded_response(resp.headers, resp.raw_content or b"")
         if "text/event-stream" in ctype:  # a compressed stream we had to buffer
             rewriter = SseRewriter(self._sse_transform(flow, tracked))
             resp.content = rewriter.feed(content) + rewriter.feed(b"")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
-from .state import Reservation
+from intercept_addon.state import Reservation
 
 SESSION_PARAMS = ("session_id", "sessionId")  # Python SDK, TypeScript SDK
 MAX_PENDING = 4096  # unanswered requests per stream; more is refused, so memory stays bounded

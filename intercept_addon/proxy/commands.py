@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mitmproxy import command, ctx, exceptions, http
 
-from .engine import KEY_SEP, Decision
-from .table import format_table
+from intercept_addon.policy.engine import KEY_SEP, Decision
+from intercept_addon.proxy.table import format_table
 
 if TYPE_CHECKING:
-    from .addon import InterceptAddon
+    from intercept_addon.proxy.addon import InterceptAddon
 
 log = logging.getLogger("intercept")
 T = TypeVar("T")

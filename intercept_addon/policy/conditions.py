@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .policy import Condition, compile_regex, is_number
+from intercept_addon.policy.model import Condition, compile_regex, is_number
 
 MISSING: Any = object()
 

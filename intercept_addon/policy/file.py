@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .policy import Policy
+from intercept_addon.policy.model import Policy
 
 Loc = tuple[str | int, ...]
 

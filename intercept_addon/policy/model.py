@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .fingerprint import PATTERN as FINGERPRINT
+from intercept_addon.policy.fingerprint import PATTERN as FINGERPRINT
 
 OPERATORS = ("eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists")
 NUMERIC_OPS = frozenset({"lt", "lte", "gt", "gte"})

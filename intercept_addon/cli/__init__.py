@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import scan
-from .policy_file import PolicyError, load_policy
+from intercept_addon import scan
+from intercept_addon.policy.file import PolicyError, load_policy
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .decision_log import FILE_NAME, report, summarize  # imports mitmproxy: only when asked
+    from intercept_addon.proxy.decision_log import FILE_NAME, report, summarize  # imports mitmproxy: only when asked
 
     path = Path(args.log or Path("~/.mitmproxy", FILE_NAME)).expanduser()  # the proxy's default place
     summary = summarize(path, recent=args.recent)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from .conditions import CompiledCondition, resolve, split_path, to_decimal
-from .policy import (
+from intercept_addon.policy.conditions import CompiledCondition, resolve, split_path, to_decimal
+from intercept_addon.policy.model import (
     CALENDAR_WINDOWS,
     GLOBAL_NAMESPACE,
     Policy,
@@ -35,7 +35,7 @@ from .policy import (
     parse_rate_shorthand,
     split_state_path,
 )
-from .state import CounterRequest, Reservation, Store, StoreError, Window, format_retry
+from intercept_addon.state import CounterRequest, Reservation, Store, StoreError, Window, format_retry
 
 DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error"]
 MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cache

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import jsonrpc
-from .engine import Decision
-from .table import format_table
+from intercept_addon.wire import jsonrpc
+from intercept_addon.policy.engine import Decision
+from intercept_addon.proxy.table import format_table
 
 if TYPE_CHECKING:
-    from .addon import InterceptAddon
+    from intercept_addon.proxy.addon import InterceptAddon
 
 log = logging.getLogger("intercept")
 
