@@ -6,8 +6,10 @@ test_mitmweb_browser.py."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
+import weakref
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,30 @@ async def test_status_with_a_store_that_answers_later(tmp_path: Path, policy_fil
                     break
                 await asyncio.sleep(0.02)
         assert "generate  _rate_60s  agent-header:a1  1" in caplog.text
+
+
+async def test_a_waiting_store_call_is_kept_until_it_answers(tmp_path: Path, policy_file: Path,
+                                                              caplog: pytest.LogCaptureFixture):
+    """asyncio holds tasks weakly: a command's store call waiting on a future that nothing else
+    references must survive a garbage collection and still log its answer."""
+    waiting: list[weakref.ref[asyncio.Future[int]]] = []
+
+    class WaitingStore:
+        async def reset(self, key_prefix: str) -> int:
+            answer = asyncio.get_running_loop().create_future()
+            waiting.append(weakref.ref(answer))
+            return await answer
+
+    with proxy_context(tmp_path / "conf", policy_file) as proxy, caplog.at_level(logging.INFO, logger="intercept"):
+        proxy.intercept.store = WaitingStore()  # type: ignore[assignment]
+        assert proxy.command("intercept.reset", "*").endswith("waiting for the counter store; "
+                                                              "the answer goes to the event log")
+        gc.collect()
+        answer = waiting[0]()
+        assert answer is not None, "the pending store call was garbage-collected"
+        answer.set_result(7)
+        del answer
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert "reset every counter: 7 entries removed" in caplog.text
+        assert not proxy.commands._pending

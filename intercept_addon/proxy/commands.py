@@ -48,6 +48,9 @@ class InterceptCommands:
     def __init__(self, intercept: InterceptAddon) -> None:
         self.intercept = intercept
         self.by_rule: Counter[tuple[str, str]] = Counter()  # (rule, allow|deny) since start
+        # Store calls still waiting: the loop keeps only weak references to tasks, so an
+        # unreferenced one could be garbage-collected before it answers.
+        self._pending: set[asyncio.Task[Any]] = set()
         intercept.decision_hooks.append(self._tally)
 
     def _tally(self, flow: http.HTTPFlow, decision: Decision | None, arguments: Mapping[str, Any] | None) -> None:
@@ -61,6 +64,9 @@ class InterceptCommands:
             return [f"{what}: no counter store (not configured yet)"]
         task = asyncio.eager_task_factory(asyncio.get_running_loop(), work())
         if not task.done():
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
             def later(done: asyncio.Task[T]) -> None:
                 if done.exception() is not None:
                     log.error(f"intercept: {what} failed: {done.exception()}")
