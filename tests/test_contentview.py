@@ -196,3 +196,35 @@ async def test_real_streams_are_viewable_in_saved_flows(tmp_path: Path, policy_f
         text = contentviews.prettify_message(flows[0].response, flows[0]).text
     assert text.startswith("method: tools/call\ntool: progress\nid: ")
     assert text.count('"method": "notifications/progress"') == 2 and '"text": "counted to 2"' in text
+
+
+def test_a_body_the_strict_parser_refuses_is_shown_raw_with_the_reason(viewer):
+    """A lenient parser keeps the last of two "name"s: the view must not show that guess."""
+    smuggled = b'{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","name":"delete_everything"}}'
+    flow = mcp_flow(smuggled, b"", "application/json", {"mcp.decision": "refused"})
+    result = contentviews.prettify_message(flow.request, flow)
+    assert result.view_name == "MCP"
+    header, body = result.text.split("\n\n", 1)
+    assert header == "decision: refused"
+    assert body == f'refused: duplicate key "name"\n\n{smuggled.decode()}'
+
+
+def test_refused_frames_in_an_event_stream(viewer):
+    stream = (b'data: {"jsonrpc":"2.0","id":1,"result":{"a":NaN}}\n\n'
+              b'data: {"jsonrpc":"2.0","id":2,"result":{"text":"\\ud800"}}\n\n'
+              b'data: {"jsonrpc":"2.0","id":3,"result":{}}\n\n')
+    flow = mcp_flow(b"", stream, "text/event-stream", {"mcp.method": "tools/call"})
+    frames = contentviews.prettify_message(flow.response, flow).text.split("\n\n")
+    assert frames[1] == "--- event 1: message\nrefused: NaN is not valid JSON"
+    assert frames[2] == '{"jsonrpc":"2.0","id":1,"result":{"a":NaN}}'
+    assert frames[3] == "--- event 2: message\nrefused: string with an unpaired surrogate escape"
+    assert frames[5].startswith("--- event 3: message\n{\n")
+    assert frames[0] == "method: tools/call\nid: 3"  # the header names the message that was read
+
+
+def test_numbers_are_shown_exactly(viewer):
+    body = (b'{"jsonrpc":"2.0","id":6,"method":"tools/call",'
+            b'"params":{"name":"charge","arguments":{"amount":500.00000000000000000001}}}')
+    flow = mcp_flow(body, b"", "application/json", {})
+    text = contentviews.prettify_message(flow.request, flow).text
+    assert '"amount": 500.00000000000000000001' in text

@@ -3,7 +3,9 @@
 * :class:`McpContentview` ("MCP"): JSON-RPC bodies pretty-printed, ``text/event-stream``
   bodies as a list of frames (event, id, the JSON-RPC message pretty-printed), under a header
   with the method, tool name, id and the policy decision the addon put in ``flow.metadata``.
-  It outranks the JSON view whenever a body is JSON-RPC.
+  It outranks the JSON view whenever a body is JSON-RPC. Bodies are read by the addon's strict
+  parser: one it refuses (duplicate keys, say) is shown raw under ``refused: <reason>``, never
+  as a lenient parser would have guessed it.
 * :class:`McpViewer`: the addon that registers the view and keeps streamed event-stream
   bodies for it. mitmproxy forgets streamed bodies unless ``store_streamed_bodies`` is set, and
   that option keeps every byte of every stream with no limit (a stream may stay open for
@@ -13,16 +15,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from mitmproxy import contentviews, ctx, exceptions, http
 from mitmproxy.contentviews import Contentview, Metadata
 
+from intercept_addon.wire import jsonrpc
+from intercept_addon.wire.jsonrpc import ProtocolError
 from intercept_addon.wire.sse import SseEvent, SseRewriter
 
 JSON_PRIORITY = 1  # what mitmproxy's JSON view claims for application/json
+MAX_DEPTH = 512  # the nesting the addon accepts in answers
 STREAM_CUT_KEY = "mcp.stream_bytes"  # total bytes of a stream whose kept copy was cut short
 # flow.metadata keys shown in the header, in this order (set by InterceptAddon).
 HEADER_KEYS = (("decision", "mcp.decision"), ("rule", "mcp.rule"), ("message", "mcp.reason"),
@@ -34,11 +38,25 @@ def _is_json(content_type: str | None) -> bool:
                                          or content_type == "application/json-rpc")
 
 
-def _pretty(text: str) -> str:
+def _indented(value: Any, indent: str = "") -> str:
+    """``value`` as ``json.dumps(indent=4)`` would show it, with exact numbers (Decimal)."""
+    inner = indent + "    "
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{jsonrpc.dumps(k).decode()}: {_indented(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if isinstance(value, list) and value:
+        return "[\n" + ",\n".join(inner + _indented(v, inner) for v in value) + f"\n{indent}]"
+    return jsonrpc.dumps(value).decode()
+
+
+def _strict(data: bytes) -> tuple[Any, str]:
+    """(value, pretty text) as the addon reads the body, or (None, a ``refused:`` line and the
+    raw text) for a body its strict parser refuses: never what a lenient parser would guess."""
     try:
-        return json.dumps(json.loads(text), indent=4, ensure_ascii=False)
-    except ValueError:
-        return text  # not JSON: shown as it came
+        value = jsonrpc.loads(data, max_depth=MAX_DEPTH)
+        return value, _indented(value)  # raises too: a lone surrogate cannot be forwarded
+    except ProtocolError as exc:
+        return None, f"refused: {exc.message}\n\n{data.decode('utf-8', errors='replace')}"
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:
@@ -75,20 +93,23 @@ class McpContentview(Contentview):
         meta = metadata.flow.metadata if metadata.flow is not None else {}
         if metadata.content_type == "text/event-stream":
             frames = [e for e in _events(data) if e.data is not None or e.event or e.id]
-            messages = [m for e in frames if e.data for m in _messages(_loads(e.data))]
-            body = "\n\n".join(self._frame(i, e) for i, e in enumerate(frames, 1)) or "(no events)"
+            read = [_strict(e.data.encode("utf-8")) if e.data and e.event != "endpoint" else (None, e.data)
+                    for e in frames]
+            messages = [m for value, _ in read for m in _messages(value)]
+            body = "\n\n".join(self._frame(i, e, text) for i, (e, (_, text)) in enumerate(zip(frames, read), 1))
+            body = body or "(no events)"
             if STREAM_CUT_KEY in meta:
                 body += f"\n\n(stream cut: the first {len(data)} of {meta[STREAM_CUT_KEY]} bytes are kept)"
         else:
-            value = json.loads(data)
+            value, body = _strict(data)
             messages = _messages(value)
-            body = json.dumps(value, indent=4, ensure_ascii=False)
         return "\n".join(self._header(messages, meta)) + "\n\n" + body
 
     @staticmethod
-    def _frame(n: int, event: SseEvent) -> str:
+    def _frame(n: int, event: SseEvent, text: str | None) -> str:
+        """One event; ``text``: its data as read (an ``endpoint`` event's URL as sent)."""
         title = f"--- event {n}: {event.event or 'message'}" + (f"  id: {event.id}" if event.id is not None else "")
-        return title + "\n" + (_pretty(event.data) if event.data else "(no data)")
+        return title + "\n" + (text or "(no data)")
 
     @staticmethod
     def _header(messages: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
@@ -98,18 +119,11 @@ class McpContentview(Contentview):
         params = first.get("params") if isinstance(first.get("params"), dict) else {}
         method = first.get("method") or meta.get("mcp.method")
         tool = params.get("name") if method == "tools/call" and "name" in params else meta.get("mcp.tool")
-        msg_id = json.dumps(first["id"]) if "id" in first else None  # "1" and 1 are different ids
+        msg_id = jsonrpc.dumps(first["id"]).decode() if "id" in first else None  # "1" and 1 are different ids
         fields: list[tuple[str, Any]] = [("method", method), ("tool", tool), ("id", msg_id)]
         fields += [(label, meta.get(key)) for label, key in HEADER_KEYS]
-        return [f"{label}: {json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value}"
+        return [f"{label}: {value if isinstance(value, str) else jsonrpc.dumps(value).decode()}"
                 for label, value in fields if value is not None]
-
-
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 class McpViewer:
