@@ -24,6 +24,7 @@ from mitmproxy.contentviews import Contentview, Metadata
 from intercept_addon.wire import jsonrpc
 from intercept_addon.wire.jsonrpc import ProtocolError
 from intercept_addon.wire.sse import SseEvent, SseRewriter
+from intercept_addon.wire.text import escaped
 
 JSON_PRIORITY = 1  # what mitmproxy's JSON view claims for application/json
 MAX_DEPTH = 512  # the nesting the addon accepts in answers
@@ -122,7 +123,8 @@ class McpContentview(Contentview):
         msg_id = jsonrpc.dumps(first["id"]).decode() if "id" in first else None  # "1" and 1 are different ids
         fields: list[tuple[str, Any]] = [("method", method), ("tool", tool), ("id", msg_id)]
         fields += [(label, meta.get(key)) for label, key in HEADER_KEYS]
-        return [f"{label}: {value if isinstance(value, str) else jsonrpc.dumps(value).decode()}"
+        # Agent-controlled text (a tool name, a session): escaped, so it cannot forge a header line.
+        return [f"{label}: {escaped(value if isinstance(value, str) else jsonrpc.dumps(value).decode())}"
                 for label, value in fields if value is not None]
 
 

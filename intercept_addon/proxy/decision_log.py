@@ -37,6 +37,7 @@ from mitmproxy import ctx, exceptions, http
 from intercept_addon.wire import jsonrpc
 from intercept_addon.policy.engine import Decision
 from intercept_addon.proxy.table import format_table
+from intercept_addon.wire.text import escaped
 
 if TYPE_CHECKING:
     from intercept_addon.proxy.addon import InterceptAddon
@@ -265,7 +266,7 @@ def report(summary: Summary, *, top: int = 10) -> list[str]:
     v = summary.verdicts
     lines = [
         f"decision log: {', '.join(str(f) for f in summary.files)}",
-        f"from {summary.first or '-'} to {summary.last or '-'}",
+        f"from {escaped(str(summary.first or '-'))} to {escaped(str(summary.last or '-'))}",  # read from the file
         f"decisions: {summary.entries}  allowed {v['allow']}  denied {v['deny']}  refused {v['refused']}"
         f"  deny rate {summary.deny_rate:.1%}",
     ]

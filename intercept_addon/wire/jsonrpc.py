@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from intercept_addon.wire.text import shown
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -52,10 +54,11 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     folded: set[str] = set()
     for key, value in pairs:
         if key in out:
-            raise ProtocolError(PARSE_ERROR, f'duplicate key "{key}"')
+            raise ProtocolError(PARSE_ERROR, f"duplicate key {shown(key)}")
         f = key if key.isascii() and key.islower() else fold(key)
         if f in folded:
-            raise ProtocolError(PARSE_ERROR, f'ambiguous key "{key}" (collides with another key ignoring case/Unicode form)')
+            raise ProtocolError(PARSE_ERROR, f"ambiguous key {shown(key)} "
+                                             "(collides with another key ignoring case/Unicode form)")
         folded.add(f)
         out[key] = value
     return out
@@ -206,7 +209,7 @@ def classify(obj: Any) -> Message:
     msg_id = raw_id if valid_id(raw_id) else None
     unknown = sorted(set(obj) - ENVELOPE)
     if unknown:
-        raise ProtocolError(INVALID_REQUEST, f'unknown member "{unknown[0]}" in a JSON-RPC message', id=msg_id)
+        raise ProtocolError(INVALID_REQUEST, f"unknown member {shown(unknown[0])} in a JSON-RPC message", id=msg_id)
     if obj.get("jsonrpc") != "2.0":
         raise ProtocolError(INVALID_REQUEST, 'jsonrpc must be "2.0"', id=msg_id)
     if "id" in obj and not valid_id(raw_id):

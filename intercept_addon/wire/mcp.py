@@ -18,6 +18,7 @@ from intercept_addon.wire.jsonrpc import (
     error_body,
     fold,
 )
+from intercept_addon.wire.text import shown
 
 REVISION_2026 = "2026-07-28"
 DENIED_PREFIX = "[INTERCEPT POLICY DENIED]"
@@ -45,12 +46,12 @@ def tool_call(message: Message, name_pattern: re.Pattern[str]) -> ToolCall:
         raise ProtocolError(INVALID_PARAMS, "tools/call needs params", id=message.id)
     for key in params:
         if key not in CALL_PARAMS and fold(key) in CALL_PARAMS:
-            raise ProtocolError(INVALID_PARAMS, f'ambiguous parameter "{key}"', id=message.id)
+            raise ProtocolError(INVALID_PARAMS, f"ambiguous parameter {shown(key)}", id=message.id)
     name = params.get("name")
     if not isinstance(name, str):
         raise ProtocolError(INVALID_PARAMS, "tools/call params.name must be a string", id=message.id)
     if not name_pattern.fullmatch(name):
-        raise ProtocolError(INVALID_PARAMS, f"tool name {name!r} has characters outside {name_pattern.pattern}",
+        raise ProtocolError(INVALID_PARAMS, f"tool name {shown(name)} has characters outside {name_pattern.pattern}",
                             id=message.id)
     arguments = params.get("arguments", {})
     if not isinstance(arguments, dict):
@@ -66,7 +67,7 @@ GUARDED_METHODS = ("tools/call", "tools/list")
 def check_method(message: Message) -> None:
     method = message.method
     if method is not None and method not in GUARDED_METHODS and fold(method).strip() in GUARDED_METHODS:
-        raise ProtocolError(INVALID_REQUEST, f"ambiguous method {method!r}", id=message.id)
+        raise ProtocolError(INVALID_REQUEST, f"ambiguous method {shown(method)}", id=message.id)
 
 
 def decode_header_value(value: str) -> str:
