@@ -112,7 +112,8 @@ async def test_status_with_a_store_that_answers_later(tmp_path: Path, policy_fil
 
 
 async def test_a_waiting_store_call_is_kept_until_it_answers(tmp_path: Path, policy_file: Path,
-                                                              caplog: pytest.LogCaptureFixture):
+                                                              caplog: pytest.LogCaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch):
     """asyncio holds tasks weakly: a command's store call waiting on a future that nothing else
     references must survive a garbage collection and still log its answer."""
     waiting: list[weakref.ref[asyncio.Future[int]]] = []
@@ -124,7 +125,8 @@ async def test_a_waiting_store_call_is_kept_until_it_answers(tmp_path: Path, pol
             return await answer
 
     with proxy_context(tmp_path / "conf", policy_file) as proxy, caplog.at_level(logging.INFO, logger="intercept"):
-        proxy.intercept.store = WaitingStore()  # type: ignore[assignment]
+        store = WaitingStore()
+        monkeypatch.setattr(type(proxy.intercept), "store", property(lambda self: store), raising=False)
         assert proxy.command("intercept.reset", "*").endswith("waiting for the counter store; "
                                                               "the answer goes to the event log")
         gc.collect()
