@@ -147,6 +147,15 @@ def _message(err: dict[str, Any]) -> str:
     return err["msg"]
 
 
+def parse_policy_bytes(raw: bytes, file: str) -> Policy:
+    """Decode (UTF-8) and validate a policy file's bytes; raise PolicyError."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError([PolicyIssue(file, 1, 1, "", f"policy must be UTF-8: {exc.reason}")]) from None
+    return parse_policy(text, file)
+
+
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file; raise PolicyError (also for an unreadable file)."""
     path = Path(path)
@@ -154,8 +163,4 @@ def load_policy(path: str | Path) -> Policy:
         raw = path.read_bytes()
     except OSError as exc:
         raise PolicyError([PolicyIssue(str(path), 1, 1, "", f"cannot read policy: {exc.strerror}")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyError([PolicyIssue(str(path), 1, 1, "", f"policy must be UTF-8: {exc.reason}")]) from None
-    return parse_policy(text, str(path))
+    return parse_policy_bytes(raw, str(path))
