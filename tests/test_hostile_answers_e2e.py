@@ -101,12 +101,13 @@ def assert_filtered(text: str) -> None:
 # is matched as int(str) (mcp/shared/dispatcher.py:56 coerce_request_id): whitespace, "+", "_",
 # any Unicode digits. TypeScript SDK 1.32.2: ids are string | integer (types.js:110; 3.0 is an
 # integer in JavaScript) matched as Number(id) (shared/protocol.js:478): whitespace, exponents,
-# fractions, 0x/0o/0b, and doubles that round to 3.
+# fractions, 0x/0o/0b, doubles that round to 3, and U+FEFF counts as whitespace.
 LOOSE_IDS = {
     '"3"': "both", '3.0': "TS", '" 3"': "both", '"03"': "both", '"+3"': "both", '"3e0"': "TS",
     '"0x3"': "TS", '"0b11"': "TS", '"0o3"': "TS", '"3.0"': "TS", '"30e-1"': "TS", '3e0': "TS",
     '30e-1': "TS", '3.0000000000000001': "TS", '"2.9999999999999999"': "TS",
     '"0_3"': "Python", '"\\u0663"': "Python", '"\\uff13"': "Python", '"\\u00a03"': "both",
+    '"\\ufeff3"': "TS", '"3."': "TS",
 }
 
 
