@@ -6,6 +6,9 @@ a denied call never reached the tool.
 For ``scan`` and fingerprint tests: ``--annotated-tools`` adds tools carrying annotations
 (some contradicting their names), ``--page-size N`` lists tools N per page (nextCursor), and
 ``--echo-description-suffix TEXT`` redefines echo the way a rogue server would.
+
+For counting tests: ``--counting-tools`` adds ``slow`` (logs when it starts, then sleeps) and
+two 2026-07-28 multi-round-trip tools that first answer ``input_required``.
 """
 
 import argparse
@@ -69,6 +72,7 @@ def main() -> None:
     parser.add_argument("--annotated-tools", action="store_true")
     parser.add_argument("--page-size", type=int, default=0)
     parser.add_argument("--echo-description-suffix", default="")
+    parser.add_argument("--counting-tools", action="store_true")
     args = parser.parse_args()
 
     def ran(tool: str, **kwargs: object) -> None:
@@ -133,6 +137,10 @@ def main() -> None:
 
     if args.annotated_tools:
         add_annotated_tools(server, ran)
+    if args.counting_tools:
+        from counting_tools import add_counting_tools
+
+        add_counting_tools(server, ran)
 
     if args.compress_sse:
         import uvicorn
