@@ -2,17 +2,23 @@
 can share the file (each reserve is one IMMEDIATE transaction, so the check and the increment
 cannot interleave with another process).
 
-Calls are synchronous: a WAL commit without fsync (synchronous=NORMAL) takes tens of
-microseconds, cheaper than handing each one to a thread.
+Calls run on the event loop, synchronously: a WAL commit without fsync (synchronous=NORMAL)
+takes tens of microseconds, cheaper than handing each one to a thread. But they never wait
+for a lock there: the loop's connection has no busy timeout, and an operation that finds the
+file locked (another proxy's transaction) is run again in a worker thread, on its own
+connection that waits up to BUSY_TIMEOUT seconds, while the loop serves other flows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 from intercept_addon.state import (
     COUNTING,
@@ -41,6 +47,32 @@ DROP INDEX IF EXISTS sliding_key;
 CREATE INDEX IF NOT EXISTS sliding_window ON sliding (key, seconds, ts, amount);
 """
 SWEEP_EVERY = 1024
+BUSY_TIMEOUT = 5.0  # seconds an operation waits, off the loop, for another process's lock
+T = TypeVar("T")
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
+    return sqlite3.connect(path, isolation_level=None, timeout=timeout)
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def _attempt(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
+    """``work`` on ``db``; a write in one IMMEDIATE transaction (all of it or none)."""
+    if not write:
+        return work(db)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
 
 
 class SqliteStore:
@@ -49,18 +81,42 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+            self._db = _connect(self.path, BUSY_TIMEOUT)  # at start, waiting is fine
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._db.execute("PRAGMA busy_timeout=0")  # from now on the loop never waits
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state file {self.path}: {exc}") from exc
         self._since_sweep = 0
+        # One thread with its own connection, started the first time the file is locked.
+        self._waiter: ThreadPoolExecutor | None = None
+        self._waiter_db: sqlite3.Connection | None = None
 
-    def _total(self, key: str, window: Window, now: float) -> Decimal:
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """``work(connection)`` now if the file is free, else in the worker once it is."""
+        try:
+            return _attempt(self._db, work, write)
+        except sqlite3.Error as exc:
+            if not _busy(exc):
+                raise StoreError(f"state file {self.path}: {exc}") from exc
+        if self._waiter is None:
+            self._waiter = ThreadPoolExecutor(1, thread_name_prefix="intercept-sqlite")
+        return await asyncio.get_running_loop().run_in_executor(self._waiter, self._wait_and_run, work, write)
+
+    def _wait_and_run(self, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        """In the worker thread: ``work`` on its connection, waiting up to BUSY_TIMEOUT for the lock."""
+        try:
+            if self._waiter_db is None:
+                self._waiter_db = _connect(self.path, BUSY_TIMEOUT)
+            return _attempt(self._waiter_db, work, write)
+        except sqlite3.Error as exc:
+            raise StoreError(f"state file {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _total(db: sqlite3.Connection, key: str, window: Window, now: float) -> Decimal:
         if window.kind == "calendar":
-            row = self._db.execute(
+            row = db.execute(
                 "SELECT total FROM calendar WHERE key=? AND seconds=? AND start=?",
                 (key, window.seconds, window.start(now)),
             ).fetchone()
@@ -68,60 +124,52 @@ class SqliteStore:
         where = (key, window.seconds, now - window.seconds)
         # Rate limits count 1 per call: then the total is the row count, summed by SQLite
         # without handing every row to Python.
-        count, others = self._db.execute(
+        count, others = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(amount <> '1'), 0) FROM sliding WHERE key=? AND seconds=? AND ts>?",
             where,
         ).fetchone()
         if not others:
             return Decimal(count)
-        rows = self._db.execute("SELECT amount FROM sliding WHERE key=? AND seconds=? AND ts>?", where).fetchall()
+        rows = db.execute("SELECT amount FROM sliding WHERE key=? AND seconds=? AND ts>?", where).fetchall()
         return total_of(Decimal(a) for (a,) in rows)
 
-    def _transaction(self, work):  # type: ignore[no-untyped-def]
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = work()
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
-        except sqlite3.Error as exc:
-            raise StoreError(f"state file {self.path}: {exc}") from exc
-
     async def reserve(self, requests: Sequence[CounterRequest], now: float) -> ReserveOutcome:
-        def work() -> ReserveOutcome:
-            self._maybe_sweep(now)
-            totals = [self._total(r.key, r.window, now) for r in requests]
+        sweep = self._sweep_due()
+
+        def work(db: sqlite3.Connection) -> ReserveOutcome:
+            if sweep:
+                db.execute("DELETE FROM calendar WHERE start + seconds <= ?", (now,))
+                db.execute("DELETE FROM sliding WHERE ts + seconds <= ?", (now,))
+            totals = [self._total(db, r.key, r.window, now) for r in requests]
             for i, (req, total) in enumerate(zip(requests, totals)):
                 if not req.fits(COUNTING.add(total, req.amount)):
-                    return ReserveOutcome(ok=False, denied=i, retry_after=self._retry(req, now))
+                    return ReserveOutcome(ok=False, denied=i, retry_after=self._retry(db, req, now))
             reservation = Reservation()
             for req, total in zip(requests, totals):
                 w = req.window
                 if w.kind == "calendar":
                     start = w.start(now)
-                    self._db.execute(
+                    db.execute(
                         "INSERT OR REPLACE INTO calendar (key, seconds, start, total) VALUES (?,?,?,?)",
                         (req.key, w.seconds, start, str(COUNTING.add(total, req.amount))),
                     )
                     reservation.applied.append(Applied(req.key, w, start, "", req.amount))
                 else:
                     entry = uuid.uuid4().hex
-                    self._db.execute(
+                    db.execute(
                         "INSERT INTO sliding (entry, key, seconds, ts, amount) VALUES (?,?,?,?,?)",
                         (entry, req.key, w.seconds, now, str(req.amount)),
                     )
                     reservation.applied.append(Applied(req.key, w, now, entry, req.amount))
             return ReserveOutcome(ok=True, reservation=reservation)
 
-        return self._transaction(work)
+        return await self._run(work)
 
-    def _retry(self, req: CounterRequest, now: float) -> float:
+    @staticmethod
+    def _retry(db: sqlite3.Connection, req: CounterRequest, now: float) -> float:
         if req.window.kind == "calendar":
             return calendar_retry(req.window, now)
-        rows = self._db.execute(
+        rows = db.execute(
             "SELECT ts, amount FROM sliding WHERE key=? AND seconds=? AND ts>?",
             (req.key, req.window.seconds, now - req.window.seconds),
         ).fetchall()
@@ -135,48 +183,46 @@ class SqliteStore:
             return
         reservation.settled = True
 
-        def work() -> None:
+        def work(db: sqlite3.Connection) -> None:
             for a in reservation.applied:
                 if a.window.kind == "sliding":
-                    self._db.execute("DELETE FROM sliding WHERE entry=?", (a.entry,))
+                    db.execute("DELETE FROM sliding WHERE entry=?", (a.entry,))
                     continue
-                row = self._db.execute(
+                row = db.execute(
                     "SELECT total FROM calendar WHERE key=? AND seconds=? AND start=?",
                     (a.key, a.window.seconds, int(a.bucket)),
                 ).fetchone()
                 if row:
                     total = max(COUNTING.subtract(Decimal(row[0]), a.amount), Decimal(0))
-                    self._db.execute(
+                    db.execute(
                         "UPDATE calendar SET total=? WHERE key=? AND seconds=? AND start=?",
                         (str(total), a.key, a.window.seconds, int(a.bucket)),
                     )
 
-        self._transaction(work)
+        await self._run(work)
 
     async def value(self, key: str, window: Window, now: float) -> Decimal:
-        try:
-            return self._total(key, window, now)
-        except sqlite3.Error as exc:
-            raise StoreError(f"state file {self.path}: {exc}") from exc
+        return await self._run(lambda db: self._total(db, key, window, now), write=False)
 
     async def reset(self, key_prefix: str) -> int:
-        def work() -> int:
+        def work(db: sqlite3.Connection) -> int:
             # Compare a prefix without LIKE, whose wildcards could appear in keys.
             n = len(key_prefix)
-            a = self._db.execute("DELETE FROM calendar WHERE substr(key, 1, ?)=?", (n, key_prefix)).rowcount
-            b = self._db.execute("DELETE FROM sliding WHERE substr(key, 1, ?)=?", (n, key_prefix)).rowcount
+            a = db.execute("DELETE FROM calendar WHERE substr(key, 1, ?)=?", (n, key_prefix)).rowcount
+            b = db.execute("DELETE FROM sliding WHERE substr(key, 1, ?)=?", (n, key_prefix)).rowcount
             return a + b
 
-        return self._transaction(work)
+        return await self._run(work)
 
     async def snapshot(self, now: float) -> list[tuple[str, Decimal]]:
-        try:
-            calendar = self._db.execute(
+        def work(db: sqlite3.Connection) -> tuple[list, list]:  # type: ignore[type-arg]
+            calendar = db.execute(
                 "SELECT key, total FROM calendar WHERE start <= ? AND ? < start + seconds", (now, now)).fetchall()
-            sliding = self._db.execute("SELECT key, seconds, amount FROM sliding WHERE ts > ? - seconds",
-                                       (now,)).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"state file {self.path}: {exc}") from exc
+            sliding = db.execute("SELECT key, seconds, amount FROM sliding WHERE ts > ? - seconds",
+                                 (now,)).fetchall()
+            return calendar, sliding
+
+        calendar, sliding = await self._run(work, write=False)
         logs: dict[tuple[str, int], list[Decimal]] = {}
         for key, seconds, amount in sliding:
             logs.setdefault((key, seconds), []).append(Decimal(amount))
@@ -186,11 +232,20 @@ class SqliteStore:
 
     async def close(self) -> None:
         self._db.close()
+        if self._waiter is not None:  # after what it still has queued
+            await asyncio.get_running_loop().run_in_executor(self._waiter, self._close_waiter_db)
+            self._waiter.shutdown()
+            self._waiter = None
 
-    def _maybe_sweep(self, now: float) -> None:
+    def _close_waiter_db(self) -> None:
+        if self._waiter_db is not None:
+            self._waiter_db.close()
+            self._waiter_db = None
+
+    def _sweep_due(self) -> bool:
+        """Every SWEEP_EVERY reserves, one also deletes the expired rows (counted on the loop)."""
         self._since_sweep += 1
         if self._since_sweep < SWEEP_EVERY:
-            return
+            return False
         self._since_sweep = 0
-        self._db.execute("DELETE FROM calendar WHERE start + seconds <= ?", (now,))
-        self._db.execute("DELETE FROM sliding WHERE ts + seconds <= ?", (now,))
+        return True
