@@ -39,6 +39,7 @@ def hold_lock(path: Path, seconds: float) -> subprocess.Popen:
     """Another process in BEGIN IMMEDIATE on ``path`` for ``seconds``; returns once it holds it."""
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+    proc.stdout.close()  # it prints nothing more
     return proc
 
 
