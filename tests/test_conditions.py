@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from intercept_addon.policy.conditions import MISSING, CompiledCondition, resolve, split_path
+from intercept_addon.policy.conditions import MISSING, AmbiguousKey, CompiledCondition, resolve, split_path
 from intercept_addon.policy.engine import Call, Engine
 from intercept_addon.policy.model import Condition
 from intercept_addon.policy.file import parse_policy
@@ -514,3 +514,18 @@ def test_compiled_condition_describe():
 )
 async def test_unquoted_yes_is_the_string_yes_as_in_intercept():
     assert await passes("{path: args.confirm, op: eq, value: yes}", {"confirm": "yes"})
+
+
+@pytest.mark.parametrize(("arguments", "path"), [
+    ({"Amount": 9000}, ("amount",)), ({"FORCE": True}, ("force",)), ({"ｆorce": False}, ("force",)),
+    ({"config": {"Mode": "x"}}, ("config", "mode")),
+])
+def test_a_lone_case_variant_of_a_named_key_is_ambiguous(arguments, path):
+    """A server binding keys case-insensitively reads it as the named argument; a strict one does not."""
+    with pytest.raises(AmbiguousKey):
+        resolve(arguments, path)
+
+
+def test_an_absent_key_without_variants_is_missing():
+    assert resolve({"other": 1}, ("amount",)) is MISSING
+    assert resolve({"amount": 1, "Amount": 2}, ("amount",)) == 1  # both present: the parser refuses such bodies

@@ -424,16 +424,13 @@ async def test_rollback_returns_quota_and_commit_keeps_it(store):
             rules: [{action: allow, rate_limit: {max: 1, window: 60}}]
         """, Clock(HOUR0))
     first = await call(engine, store, "gen", commit=False)
-    assert first.allowed and first.reservation is not None and not first.reservation.settled
+    assert first.allowed and first.reservation is not None
     assert not (await call(engine, store, "gen")).allowed  # reserved, not yet settled
-    await store.rollback(first.reservation)  # upstream failed
-    assert first.reservation.settled
-    await store.rollback(first.reservation)  # idempotent: returns nothing twice
+    await store.rollback(first.reservation)  # the server provably did not run it
 
     second = await call(engine, store, "gen", commit=False)
     assert second.allowed
     await store.commit(second.reservation)
-    await store.rollback(second.reservation)  # too late: committed
     assert not (await call(engine, store, "gen")).allowed
 
 
@@ -506,14 +503,15 @@ HIDE = """\
     """
 
 
-@pytest.mark.parametrize("tool", ["delete_repository", "create_webhook", "delete_webhook_secret", "a_webhook"])
+@pytest.mark.parametrize("tool", ["delete_repository", "create_webhook", "delete_webhook_secret", "a_webhook",
+                                  "Delete_Repository", "create_WEBHOOK", "ｄelete_repository"])
 async def test_hidden_tools_are_unknown(store, tool: str):
     d = await call(make(HIDE, Clock(0)), store, tool)
     assert (d.allowed, d.kind, d.rule) == (False, "hidden", "(hidden)")
     assert d.message == f"Unknown tool: {tool}"
 
 
-@pytest.mark.parametrize("tool", ["webhook", "webhooks_list", "Delete_Repository", "delete_repository2", "create_WEBHOOK"])
+@pytest.mark.parametrize("tool", ["webhook", "webhooks_list", "delete_repository2", "webhook_x"])
 async def test_not_hidden(store, tool: str):
     assert (await call(make(HIDE, Clock(0)), store, tool)).allowed
 
@@ -642,16 +640,22 @@ async def test_deny_rule_stops_before_counters(store):
     assert await value(engine, store, "t", "_rate_hour") == 0
 
 
-async def test_tool_names_are_compared_exactly(store):
+async def test_tool_names_are_compared_exactly_and_case_variants_are_denied(store):
     allow = make("""\
         version: "1"
         tools:
           create_issue:
             rules: [{name: block, action: deny}]
+          "delete_*":
+            rules: [{name: no deletes, action: deny}]
         """, Clock(0))
     assert not (await call(allow, store, "create_issue")).allowed
-    for tool in ("Create_Issue", "CREATE_ISSUE", "create_issue ", " create_issue", "create-issue", "create_issuе"):
-        assert (await call(allow, store, tool)).allowed, tool  # (the last one has a Cyrillic e)
+    # A lenient server may bind these to the governed tool: never judged as some other tool.
+    for tool in ("Create_Issue", "CREATE_ISSUE", "ｃreate_issue", "DELETE_repo"):
+        d = await call(allow, store, tool)
+        assert (d.allowed, d.rule) == (False, "(ambiguous name)"), tool
+    for tool in ("create_issue ", " create_issue", "create-issue", "create_issuе"):
+        assert (await call(allow, store, tool)).allowed, tool  # other names (the last one has a Cyrillic e)
     deny = make('version: "1"\ndefault: deny\ntools:\n  read_file: {rules: []}\n', Clock(0))
     assert (await call(deny, store, "read_file")).allowed
     assert (await call(deny, store, "Read_File")).kind == "default_deny"

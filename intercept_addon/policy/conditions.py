@@ -2,6 +2,10 @@
 
 Written-down semantics (tests pin each one):
 * A path walks objects by key and arrays by a decimal index (``args.items.0.name``).
+* A key a rule names that is absent while another key equal to it ignoring case and Unicode
+  form is present (``Amount`` for ``args.amount``) is ambiguous: a server that binds keys
+  case-insensitively (Go's encoding/json) reads it as the named argument, a strict one does
+  not. The call is denied (:class:`AmbiguousKey`), since the two readings cannot both be judged.
 * A missing path fails every operator except ``exists: false`` (so ``neq``/``not_in`` on a
   missing argument deny too, as in Intercept: fail closed), unless the condition says
   ``optional: true`` (our extension), which checks an argument only when it is given.
@@ -20,6 +24,8 @@ from decimal import Decimal
 from typing import Any
 
 from intercept_addon.policy.model import Condition, compile_regex, is_number
+from intercept_addon.wire.jsonrpc import fold
+from intercept_addon.wire.text import shown
 
 MISSING: Any = object()
 
@@ -58,11 +64,22 @@ def split_path(path: str) -> tuple[str, ...]:
     return tuple(path.split(".")[1:])
 
 
+class AmbiguousKey(ValueError):
+    """A named key is absent but a case/Unicode variant of it is present."""
+
+    def __init__(self, path: str, key: str) -> None:
+        super().__init__(f"argument key {shown(key)} differs from {path} only by case or Unicode form")
+        self.path = path
+        self.key = key
+
+
 def resolve(arguments: Any, segments: tuple[str, ...]) -> Any:
+    """The value at ``segments`` (MISSING if absent); raises AmbiguousKey (see the module doc)."""
     current = arguments
-    for seg in segments:
+    for depth, seg in enumerate(segments):
         if isinstance(current, Mapping):
             if seg not in current:
+                _refuse_variant(current, segments, depth)
                 return MISSING
             current = current[seg]
         elif isinstance(current, list) and seg.isascii() and seg.isdigit() and (seg == "0" or seg[0] != "0"):
@@ -73,6 +90,13 @@ def resolve(arguments: Any, segments: tuple[str, ...]) -> Any:
         else:
             return MISSING
     return current
+
+
+def _refuse_variant(obj: Mapping[str, Any], segments: tuple[str, ...], depth: int) -> None:
+    wanted = fold(segments[depth])
+    for key in obj:
+        if isinstance(key, str) and fold(key) == wanted:
+            raise AmbiguousKey(".".join(("args", *segments[: depth + 1])), key)
 
 
 def _numeric(cmp: Callable[[Decimal, Decimal], bool]) -> Callable[[Any, Any], bool]:

@@ -1,7 +1,9 @@
 """The rule engine: decide one tools/call. Knows nothing of HTTP or mitmproxy.
 
 Order of evaluation for a call to tool T:
-1. T hidden (``hide``) -> denied as an unknown tool.
+1. T hidden (``hide``) -> denied as an unknown tool; so is a name equal to a hidden one
+   ignoring case and Unicode form (a lenient server may run the hidden tool under it).
+   Likewise a variant of a name that keys rules is denied rather than judged as another tool.
 2. ``default: deny`` and no exact or glob key matches T -> denied.
 3. Every key that matches T contributes its rules, and ALL of them must pass, in precedence
    order: the exact key, then matching globs (most literal characters first, then file order),
@@ -9,8 +11,9 @@ Order of evaluation for a call to tool T:
    shared by several tools. The first failing rule gives the decision and its message.
 4. Counters of all those rules are reserved in one atomic step; a counter that would pass its
    limit denies the call with the seconds until it would fit (retry_after).
-The caller commits the reservation when upstream answered with a result and rolls it back
-otherwise, so failed or denied calls never consume quota.
+The caller hands the reservation to the ledger (state/ledger.py), which decides once whether
+the call spent it. ``count=False`` judges a call without reserving: the retry of a call whose
+unit was already spent (a 2026-07-28 input_required round).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from intercept_addon.policy.conditions import CompiledCondition, resolve, split_path, to_decimal
+from intercept_addon.policy.conditions import AmbiguousKey, CompiledCondition, resolve, split_path, to_decimal
 from intercept_addon.policy.model import (
     CALENDAR_WINDOWS,
     GLOBAL_NAMESPACE,
@@ -36,6 +39,7 @@ from intercept_addon.policy.model import (
     split_state_path,
 )
 from intercept_addon.state import CounterRequest, Reservation, Store, StoreError, Window, format_retry
+from intercept_addon.wire.jsonrpc import fold
 
 DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error"]
 MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cache
@@ -135,6 +139,13 @@ def _counter_of(key: str, rule: Rule) -> tuple[CounterSpec | None, set[int]]:
     return CounterSpec(ns, name, scope, window, increment, limit_op, limit, what), limit_idx
 
 
+def _matches_folded(tool: str, folded: tuple[set[str], list[str]]) -> bool:
+    """Does ``tool`` equal a name, or match a glob, ignoring case and Unicode form?"""
+    names, globs = folded
+    key = fold(tool)
+    return key in names or any(fnmatch.fnmatchcase(key, g) for g in globs)
+
+
 class Engine:
     """A compiled policy. Building one never touches counters (hot reload keeps them)."""
 
@@ -143,6 +154,7 @@ class Engine:
         self.clock = clock
         self._hidden_exact = {h for h in policy.hide if not is_glob(h) and h != "*"}
         self._hidden_globs = [h for h in policy.hide if is_glob(h) or h == "*"]
+        self._folded_hidden = ({fold(h) for h in self._hidden_exact}, [fold(g) for g in self._hidden_globs])
         self._exact: dict[str, list[CompiledRule]] = {}
         self._globs: list[tuple[str, list[CompiledRule]]] = []
         self._star: list[CompiledRule] = []
@@ -157,6 +169,7 @@ class Engine:
                 self._exact[key] = compiled
         # Most specific glob first: more literal characters, then file order (sort is stable).
         self._globs.sort(key=lambda g: -sum(c not in "*?[]" for c in g[0]))
+        self._folded_keys = ({fold(k) for k in self._exact}, [fold(p) for p, _ in self._globs])
         self._match_cache: dict[str, tuple[bool, tuple[CompiledRule, ...]]] = {}
 
     def _compile(self, key: str, index: int, rule: Rule) -> CompiledRule:
@@ -172,17 +185,23 @@ class Engine:
     # -- lookups ---------------------------------------------------------------------------
 
     def is_hidden(self, tool: str) -> bool:
-        return tool in self._hidden_exact or any(fnmatch.fnmatchcase(tool, g) for g in self._hidden_globs)
+        if tool in self._hidden_exact or any(fnmatch.fnmatchcase(tool, g) for g in self._hidden_globs):
+            return True
+        return bool(self._hidden_exact or self._hidden_globs) and _matches_folded(tool, self._folded_hidden)
 
-    def _rules_for(self, tool: str) -> tuple[bool, tuple[CompiledRule, ...]]:
-        """(is the tool listed by an exact or glob key, the rules that apply in order)."""
+    def _rules_for(self, tool: str) -> tuple[bool | None, tuple[CompiledRule, ...]]:
+        """(is the tool listed by an exact or glob key, the rules that apply in order); listed is
+        None when the name is a case/Unicode variant of a governed name and nothing else."""
         cached = self._match_cache.get(tool)
         if cached is not None:
             return cached
         exact = self._exact.get(tool)
         globs = [rules for pattern, rules in self._globs if fnmatch.fnmatchcase(tool, pattern)]
         own = [*(exact or ()), *(r for rules in globs for r in rules)]
-        result = (exact is not None or bool(globs), tuple(own) + tuple(self._star))
+        listed: bool | None = exact is not None or bool(globs)
+        if not listed and _matches_folded(tool, self._folded_keys):
+            listed = None
+        result = (listed, tuple(own) + tuple(self._star))
         if len(self._match_cache) >= MATCH_CACHE_SIZE:
             self._match_cache.clear()
         self._match_cache[tool] = result
@@ -193,7 +212,7 @@ class Engine:
 
     # -- evaluation ------------------------------------------------------------------------
 
-    async def evaluate(self, call: Call, store: Store) -> Decision:
+    async def evaluate(self, call: Call, store: Store, *, count: bool = True) -> Decision:
         tool = call.tool
         if self.is_hidden(tool):
             return Decision(False, tool, "hidden", "(hidden)", f"Unknown tool: {tool}")
@@ -201,13 +220,20 @@ class Engine:
         if self.policy.default == "deny" and not listed:
             return Decision(False, tool, "default_deny", "(default deny)",
                             f'Tool "{tool}" is not permitted by policy')
+        if listed is None:
+            return Decision(False, tool, "deny", "(ambiguous name)",
+                            f'Tool "{tool}" differs from a tool the policy governs only by case or Unicode form')
         try:
-            return await self._evaluate_rules(call, rules, store)
+            return await self._evaluate_rules(call, rules, store, count)
         except StoreError as exc:
             return Decision(False, tool, "error", "(state unavailable)",
                             f"Policy state is unavailable, so {tool} cannot be checked: {exc}")
+        except AmbiguousKey as exc:
+            return Decision(False, tool, "condition", "(ambiguous argument)",
+                            f"Invalid arguments for {tool}: {exc}")
 
-    async def _evaluate_rules(self, call: Call, rules: tuple[CompiledRule, ...], store: Store) -> Decision:
+    async def _evaluate_rules(self, call: Call, rules: tuple[CompiledRule, ...], store: Store,
+                              count: bool) -> Decision:
         tool = call.tool
         now = self.clock()
         requests: list[tuple[CompiledRule, CounterRequest]] = []
@@ -228,7 +254,7 @@ class Engine:
                 spec = rule.counter
                 requests.append((rule, CounterRequest(spec.key(call), spec.window, amount,
                                                       spec.limit_op, spec.limit)))
-        if not requests:
+        if not requests or not count:
             return Decision(True, tool, "allow")
         outcome = await store.reserve([r for _, r in requests], now)
         if not outcome.ok:

@@ -54,7 +54,7 @@ class _Loader(yaml.SafeLoader):
     """Safe YAML that refuses duplicate keys (PyYAML silently keeps the last one)."""
 
 
-def _compose(text: str, file: str) -> yaml.Node | None:
+def _compose(text: str) -> yaml.Node | None:
     loader = _Loader(text)
     try:
         return loader.get_single_node()
@@ -104,7 +104,7 @@ def _position(loc: Loc, positions: dict[Loc, tuple[int, int]]) -> tuple[int, int
 def parse_policy(text: str, file: str = "<policy>") -> Policy:
     """Parse and validate policy text; raise PolicyError listing every problem."""
     try:
-        node = _compose(text, file)
+        node = _compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -2,7 +2,8 @@
 
 One small async interface, so a network backend (Redis) fits beside the local ones:
 ``reserve`` checks and applies every counter of one call atomically (all or nothing),
-``commit`` keeps a reservation once upstream answered, ``rollback`` returns it.
+``commit`` keeps a reservation, ``rollback`` returns it. Which of the two, and that it happens
+exactly once, is the ledger's business (ledger.py), not the stores'.
 
 Two kinds of window:
 * calendar: UTC-aligned buckets (Intercept's minute/hour/day), value = sum in the bucket;
@@ -71,8 +72,9 @@ class Applied:
 
 @dataclass(slots=True)
 class Reservation:
+    """What one reserve applied; the ledger settles it exactly once (commit or rollback)."""
+
     applied: list[Applied] = field(default_factory=list)
-    settled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

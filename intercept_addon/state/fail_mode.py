@@ -58,7 +58,7 @@ class FailModeStore:
             self._outage(exc)
             if self.mode == "closed":
                 raise
-            return ReserveOutcome(ok=True, reservation=Reservation(settled=True))  # nothing to undo
+            return ReserveOutcome(ok=True, reservation=Reservation())  # nothing applied, nothing to undo
         self._answered()
         return outcome
 

@@ -93,12 +93,9 @@ class MemoryStore:
         return sliding_retry(req, [(ts, a) for ts, a, _ in log.entries] if log else [], now)
 
     async def commit(self, reservation: Reservation) -> None:
-        reservation.settled = True
+        pass  # the counters already hold it
 
     async def rollback(self, reservation: Reservation) -> None:
-        if reservation.settled:
-            return
-        reservation.settled = True
         for a in reservation.applied:
             slot = (a.key, a.window.seconds)
             if a.window.kind == "calendar":

@@ -334,12 +334,9 @@ class RedisStore:
         return ReserveOutcome(ok=False, denied=index, retry_after=retry)
 
     async def commit(self, reservation: Reservation) -> None:
-        reservation.settled = True
+        pass  # the counters already hold it
 
     async def rollback(self, reservation: Reservation) -> None:
-        if reservation.settled:
-            return
-        reservation.settled = True
         if not reservation.applied:
             return
         keys: list[bytes] = []

@@ -176,13 +176,9 @@ class SqliteStore:
         return sliding_retry(req, [(ts, Decimal(a)) for ts, a in rows], now)
 
     async def commit(self, reservation: Reservation) -> None:
-        reservation.settled = True
+        pass  # the counters already hold it
 
     async def rollback(self, reservation: Reservation) -> None:
-        if reservation.settled:
-            return
-        reservation.settled = True
-
         def work(db: sqlite3.Connection) -> None:
             for a in reservation.applied:
                 if a.window.kind == "sliding":
