@@ -84,6 +84,13 @@ async def python_sdk_tools(url: str) -> set[str] | str:
                 return {t.name for t in (await c.list_tools()).tools}
     except mcp.MCPError as exc:
         return exc.message
+    except BaseExceptionGroup as group:  # the SDK's task group wraps an error raised while listing
+        found = group.subgroup(mcp.MCPError)
+        if found is None:
+            raise
+        while isinstance(found, BaseExceptionGroup):
+            found = found.exceptions[0]
+        return found.message
 
 
 def ts_sdk_tools(url: str) -> list[str] | str:

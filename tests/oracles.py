@@ -1,8 +1,8 @@
-"""The addon's parsing path as plain functions, with the oracles that make a fuzz input a bug.
+"""The oracles that make a fuzz input a bug, around the addon's REAL pipeline.
 
-Shared by tests/test_properties.py (hypothesis) and bench/fuzz.py (atheris): what a POST body
-and its routing headers go through before any policy decision, and the per-event transform of
-an event stream, all without mitmproxy running.
+Shared by tests/test_properties.py (hypothesis) and bench/fuzz.py (atheris): a request body
+goes through ``wire.admission.admit`` (exactly what the addon runs), an event stream through
+the addon's own answer transform; no copy of either lives here.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from typing import Any
 
 from mitmproxy.test import tflow
 
-from intercept_addon.wire import jsonrpc, mcp
-from intercept_addon.proxy.addon import InterceptAddon, Tracked
 from intercept_addon.policy.engine import Engine
-from intercept_addon.wire.jsonrpc import ProtocolError, fold
 from intercept_addon.policy.file import parse_policy
+from intercept_addon.proxy.addon import InterceptAddon
+from intercept_addon.proxy.pending import Pending
+from intercept_addon.wire import admission, jsonrpc, mcp
+from intercept_addon.wire.jsonrpc import ProtocolError, fold, id_key
 
 TOOL_NAME = re.compile(mcp.DEFAULT_TOOL_NAME)
+LIMITS = admission.Limits(max_body=4 * 1024 * 1024, max_depth=64, tool_name=TOOL_NAME)
 HIDING_POLICY = """\
 version: "1"
 hide: [secret_admin]
@@ -43,48 +45,38 @@ def lenient_get(obj: Any, key: str) -> Any:
 
 
 def check_request(body: bytes, headers: dict[str, str]) -> None:
-    """jsonrpc.loads -> classify -> check_method -> mcp.tool_call -> check_routing_headers, as the addon runs them.
-
-    Raises AssertionError (a bug) if anything but ProtocolError escapes, if a parsed body does not
-    survive ``dumps``/``loads`` unchanged, if a lenient JSON parser reads the original body
-    differently, or if a lenient server would run another tool than the one judged."""
-    revision = headers.get("mcp-protocol-version")
+    """Run ``admission.admit`` on a body. Raises AssertionError (a bug) if anything but
+    ProtocolError escapes, if the forwarded bytes do not read back as what was judged, if a
+    lenient JSON parser reads the original body differently, or if a lenient server would run
+    another tool than the one judged."""
     try:
-        value = jsonrpc.loads(body)
-        if not jsonrpc.looks_like_jsonrpc(value):
-            return
-        items = value if isinstance(value, list) else [value]
-        messages = [jsonrpc.classify(item) for item in items]
-        if not isinstance(value, list):
-            mcp.check_routing_headers(messages[0], headers.get, revision)
-        judged = []
-        for m in messages:
-            mcp.check_method(m)
-            if m.method == "tools/call":
-                if m.kind == "notification":  # refused by the addon: a server would run it unanswered
-                    raise ProtocolError(jsonrpc.INVALID_REQUEST, "tools/call notification")
-                judged.append(mcp.tool_call(m, TOOL_NAME).name)
-        forwarded = jsonrpc.dumps(value)
+        admitted = admission.admit(body, {k.lower(): v for k, v in headers.items()}, LIMITS)
     except ProtocolError as exc:
         assert isinstance(exc.code, int) and exc.message and 400 <= exc.status < 600
         return
-    assert jsonrpc.loads(forwarded, max_depth=512) == value, "forwarded bytes read back differently"
+    if admitted is None:
+        return
+    value = admitted.value
+    assert jsonrpc.loads(admitted.forwarded, max_depth=512) == value, "forwarded bytes read back differently"
     # The stdlib parser keeps the last of duplicate keys and never refuses one: if it reads the
     # original body differently, a server could too.
     assert json.loads(body.decode("utf-8"), parse_float=Decimal) == value, "a lenient parser disagrees"
-    served = json.loads(forwarded, parse_float=Decimal)
+    judged = [admitted.calls[i].name for i in sorted(admitted.calls)]
+    served = json.loads(admitted.forwarded, parse_float=Decimal)
     ran = [lenient_get(lenient_get(m, "params"), "name") for m in (served if isinstance(served, list) else [served])
-           if isinstance(lenient_get(m, "method"), str) and jsonrpc.fold(lenient_get(m, "method")).strip() == "tools/call"]
+           if isinstance(lenient_get(m, "method"), str) and fold(lenient_get(m, "method")).strip() == "tools/call"]
     assert ran == judged, f"judged {judged}, a lenient server runs {ran}"
 
 
 @functools.cache
 def _hiding_addon() -> InterceptAddon:
     addon = InterceptAddon()
-    addon.engine = Engine(parse_policy(HIDING_POLICY))
+    addon.toollists.use(Engine(parse_policy(HIDING_POLICY)))
     return addon
 
 
 def addon_sse_transform(list_ids: set[Any]):  # type: ignore[no-untyped-def]
-    """The addon's own per-event transform for a stream answering tools/list ``list_ids``."""
-    return _hiding_addon()._sse_transform(tflow.tflow(), Tracked(list_ids=set(list_ids)))
+    """The addon's own per-event transform for a POST stream answering tools/list ``list_ids``.
+    It raises ProtocolError where the stream must be cut (the caller answers the owed ids)."""
+    pending = Pending(lists={id_key(i): i for i in list_ids})
+    return _hiding_addon().responses._transform(tflow.tflow(), pending, own_stream=True)

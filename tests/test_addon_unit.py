@@ -17,7 +17,8 @@ from mitmproxy.test import taddons, tflow
 
 from conftest import TEST_POLICY
 from intercept_addon.wire import jsonrpc
-from intercept_addon.proxy.addon import InterceptAddon, header_map
+from intercept_addon.proxy.addon import InterceptAddon
+from intercept_addon.proxy.calls import header_map
 
 REV_2025 = "2025-11-25"
 REV_2026 = "2026-07-28"
@@ -76,24 +77,37 @@ async def test_repeated_routing_header_is_refused(addon_ctx):
     assert reply(flow)["error"]["code"] == jsonrpc.HEADER_MISMATCH
 
 
+def issue(addon: InterceptAddon, url: str, session: str) -> None:
+    """An answer from ``url`` issuing ``session``, as the addon sees it in responseheaders."""
+    flow = tflow.tflow()
+    flow.request = http.Request.make("POST", url, b"{}", {"content-type": "application/json"})
+    flow.response = http.Response.make(200, b"", {"mcp-session-id": session, "content-type": "application/json"})
+    addon.identities.note_issued(flow)
+
+
 class TestIdentityChain:
     def session(self, addon: InterceptAddon, flow: http.HTTPFlow) -> str:
-        return addon.session_of(flow, header_map(flow.request.headers))
+        s = addon.settings
+        return addon.identities.of(flow, header_map(flow.request.headers), s.identity, s.agent_header, None)
 
-    def test_only_issued_session_ids_count(self, addon_ctx):
+    def test_only_ids_the_same_origin_issued_count(self, addon_ctx):
         addon, _ = addon_ctx
         flow = request_flow({}, headers={"mcp-session-id": "s-1", "x-agent-id": "bot"})
         assert self.session(addon, flow) == "agent-header:bot"
-        addon.issued_sessions["s-1"] = None
+        issue(addon, "http://127.0.0.1:10/mcp", "s-1")  # another port: another origin
+        issue(addon, "https://127.0.0.1:9/mcp", "s-1")  # another scheme
+        assert self.session(addon, flow) == "agent-header:bot"
+        issue(addon, "http://127.0.0.1:9/other", "s-1")  # the origin that issued it, any path
         assert self.session(addon, flow) == "mcp-session:s-1"
 
-    def test_legacy_parameter_then_header_then_authorization_then_client(self, addon_ctx):
+    def test_query_session_parameter_is_no_identity_header_authorization_client_are(self, addon_ctx):
         addon, _ = addon_ctx
-        assert self.session(addon, request_flow({}, path="/messages/?session_id=abc")) == "legacy-session:abc"
-        assert self.session(addon, request_flow({}, path="/message?sessionId=xyz")) == "legacy-session:xyz"
+        client = f"client:{tflow.tclient_conn().peername[0]}"
+        assert self.session(addon, request_flow({}, path="/messages/?session_id=abc")) == client
+        assert self.session(addon, request_flow({}, path="/message?sessionId=xyz")) == client
         flow = request_flow({}, headers={"authorization": "Bearer t0ken"})
         assert self.session(addon, flow) == "authorization:" + hashlib.sha256(b"Bearer t0ken").hexdigest()[:16]
-        assert self.session(addon, request_flow({})) == f"client:{tflow.tclient_conn().peername[0]}"
+        assert self.session(addon, request_flow({})) == client
 
     def test_configured_order_and_header_name(self, addon_ctx):
         addon, tctx = addon_ctx
@@ -224,28 +238,36 @@ async def test_forwards_exactly_what_was_evaluated(addon_ctx):
     assert flow.request.headers["content-length"] == str(len(flow.request.content))
 
 
-async def test_answers_settle_counters(addon_ctx):
+@pytest.mark.parametrize(("answer", "status", "refunded"), [
+    ({"error": {"code": -32602, "message": "bad params"}}, 200, True),  # turned away before running
+    ({"error": {"code": -32601, "message": "no such method"}}, 200, True),
+    ({"error": {"code": -32603, "message": "boom"}}, 200, False),  # may have run
+    ({"error": {"code": -32800, "message": "Request cancelled"}}, 200, False),
+    ({"result": {"content": [], "isError": False}}, 200, False),
+    ({"result": {"content": [], "isError": True}}, 200, False),
+    ({"error": {"code": -32602, "message": "x"}}, 404, True),  # a 4xx refunds, whatever the body
+    ({"error": {"code": -32602, "message": "x"}}, 500, False),  # a 5xx keeps, whatever the body
+])
+async def test_answers_settle_counters(addon_ctx, answer, status, refunded):
+    """Once forwarded, a call's quota is spent unless its answer proves it never ran."""
     addon, _ = addon_ctx
-    async def one(answer: dict[str, Any], msg_id: int) -> None:
-        flow = request_flow(call("generate", {"prompt": "p"}, msg_id), headers={"x-agent-id": "s"})
-        await addon.request(flow)
-        assert flow.id in addon.tracked
-        flow.response = http.Response.make(200, json.dumps({"id": msg_id, **answer}).encode(),
-                                           {"content-type": "application/json"})
-        addon.responseheaders(flow)
-        await addon.response(flow)
-        assert flow.id not in addon.tracked
-
-    await one({"jsonrpc": "2.0", "error": {"code": -32603, "message": "boom"}}, 1)
-    await one({"jsonrpc": "2.0", "result": {"content": [], "isError": False}}, 2)
-    await one({"jsonrpc": "2.0", "result": {"content": [], "isError": False}}, 3)
-    # 3 per minute: the errored call gave its slot back, so a fourth still fits.
-    flow = request_flow(call("generate", {"prompt": "p"}, 4), headers={"x-agent-id": "s"})
+    ledger = addon.counters.ledger
+    flow = request_flow(call("generate", {"prompt": "p"}, 1), headers={"x-agent-id": "s"})
     await addon.request(flow)
-    assert flow.response is None
-    flow = request_flow(call("generate", {"prompt": "p"}, 5), headers={"x-agent-id": "s"})
-    await addon.request(flow)
-    assert reply(flow)["error"]["data"]["kind"] == "rate_limit"
+    assert flow.id in addon.flows and ledger.pending == 1
+    flow.response = http.Response.make(status, json.dumps({"jsonrpc": "2.0", "id": 1, **answer}).encode(),
+                                       {"content-type": "application/json"})
+    addon.responseheaders(flow)
+    await addon.response(flow)
+    assert flow.id not in addon.flows and ledger.pending == 0
+    assert (ledger.refunded, ledger.kept) == ((1, 0) if refunded else (0, 1))
+    for i in range(2 + refunded):  # 3 per minute: what is left of it
+        nxt = request_flow(call("generate", {"prompt": "p"}, 10 + i), headers={"x-agent-id": "s"})
+        await addon.request(nxt)
+        assert nxt.response is None
+    nxt = request_flow(call("generate", {"prompt": "p"}, 20), headers={"x-agent-id": "s"})
+    await addon.request(nxt)
+    assert reply(nxt)["error"]["data"]["kind"] == "rate_limit"
 
 
 async def test_tools_list_answer_is_filtered(addon_ctx):
@@ -272,7 +294,7 @@ class BrokenStore:
 
 async def test_internal_error_refuses_the_call(addon_ctx):
     addon, _ = addon_ctx
-    addon.store = BrokenStore()  # type: ignore[assignment]
+    addon.counters.store = BrokenStore()  # type: ignore[assignment]
     flow = request_flow(call("generate", {"prompt": "p"}))
     await addon.request(flow)
     assert flow.response.status_code == 500
@@ -380,7 +402,7 @@ async def test_a_failing_decision_hook_changes_no_decision(addon_ctx):
     addon.decision_hooks.append(broken)
     flow = request_flow(call("generate", {"prompt": "p"}), headers={"x-agent-id": "h"})
     await addon.request(flow)
-    assert flow.response is None and addon.tracked[flow.id].reservations  # allowed, its count awaits the answer
+    assert flow.response is None and addon.flows[flow.id].tickets()  # allowed, its count awaits the answer
     flow = request_flow(call("delete_everything"))
     await addon.request(flow)
     assert reply(flow)["error"]["data"]["rule"] == "no deletes"
@@ -431,19 +453,6 @@ async def test_bodiless_requests_pass_untouched(addon_ctx):
         flow.request.method = method
         await addon.request(flow)
         assert flow.response is None and "mcp.decision" not in flow.metadata
-
-
-async def test_mcp_over_websocket_is_refused_other_websockets_pass(addon_ctx):
-    """WebSocket messages are not judged: an MCP session must not slip past the policy that way."""
-    addon, _ = addon_ctx
-    for protocols, refused in (("mcp", True), ("graphql-ws, MCP", True), ("chat", False)):
-        flow = tflow.tflow()
-        flow.request = http.Request.make("GET", "http://127.0.0.1:9/ws", b"", {
-            "upgrade": "websocket", "connection": "Upgrade", "sec-websocket-protocol": protocols})
-        await addon.request(flow)
-        assert (flow.response is not None) == refused, protocols
-        if refused:
-            assert flow.response.status_code == 403 and "WebSocket" in reply(flow)["error"]["message"]
 
 
 @pytest.mark.parametrize("method", ["Tools/Call", "TOOLS/LIST", "tools/list\t", " tools/call", "\uff54ools/call"])

@@ -104,8 +104,8 @@ async def test_long_lived_stream_stays_bounded(tmp_path, policy_file):
         assert min(seen.values()) > 0
         objects = open_stream.pop("objects") - warm["objects"]
         print(f"live objects in mitmdump: {objects:+d}")
-        assert open_stream == {"tracked": 0, "legacy_streams": 1, "legacy_endpoints": 1,
-                               "reservations": 0, "list_ids": 0, "denials": 0}
+        assert open_stream == {"flows": 0, "legacy_streams": 1, "legacy_endpoints": 1,
+                               "calls": 0, "lists": 0, "denials": 0, "tickets": 0}
         assert objects < OBJECTS_BOUND
         assert rss_end - rss_start < RSS_NOISE_KIB + RSS_PER_CALL_KIB * (calls - WARM_UP)
 

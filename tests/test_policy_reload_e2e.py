@@ -18,7 +18,7 @@ from conftest import TEST_POLICY
 from harness import ran, start_mcp_server, start_mitmdump
 from test_addon_e2e import call_denied, client
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xfail(reason="PolicySource not wired yet", strict=False)]
+pytestmark = pytest.mark.e2e
 
 DENY_ECHO = TEST_POLICY + "  echo:\n    rules:\n      - {name: no echo, action: deny}\n"
 # Valid on its own, and it allows delete_everything (default allow): the prefix a slow

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from intercept_addon.wire import jsonrpc, mcp
 from intercept_addon.wire.jsonrpc import ProtocolError, fold
 from intercept_addon.wire.sse import SseEvent, SseRewriter
-from parse_path import TOOL_NAME, addon_sse_transform, check_request
+from oracles import TOOL_NAME, addon_sse_transform, check_request
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -310,13 +310,17 @@ SSE_TOKENS = [b"data: ", b"event: message", b"id: 1", b"\n", b"\r\n", b"\r", b":
 @PROPS
 @given(st.one_of(st.binary(max_size=400), st.lists(st.sampled_from(SSE_TOKENS), max_size=40).map(b"".join)),
        st.data())
-def test_random_bytes_through_the_addon_transform_never_raise(stream, data):
+def test_random_bytes_through_the_addon_transform_raise_only_to_cut(stream, data):
+    """The only way out of the transform is ProtocolError, which cuts the stream (fail closed)."""
     transform = addon_sse_transform({1, "1"})
     rewriter = SseRewriter(transform, max_event_bytes=64)
-    for chunk in data.draw(chunkings(stream)):
-        rewriter.feed(chunk)
-        assert rewriter.buffered <= 64
-    rewriter.feed(b"")
+    try:
+        for chunk in data.draw(chunkings(stream)):
+            rewriter.feed(chunk)
+            assert rewriter.buffered <= 64
+        rewriter.feed(b"")
+    except ProtocolError:
+        pass
 
 
 def test_addon_transform_filters_a_hidden_tool_split_anywhere():
@@ -328,9 +332,18 @@ def test_addon_transform_filters_a_hidden_tool_split_anywhere():
         assert b"secret_admin" not in out and b'"echo"' in out, cut
 
 
-@pytest.mark.parametrize("msg_id", [b"{}", b"[1]", b"true", b"null", b"1.5"])
-def test_answer_with_an_id_we_never_send_passes_the_addon_transform_untouched(msg_id):
-    # Found by the fuzz run: an object id reached a set lookup (TypeError) and cut the stream.
+@pytest.mark.parametrize("msg_id", [b"{}", b"[1]", b"true", b"1.5", b"null"])
+def test_a_list_under_an_id_no_client_sends_is_never_passed_with_a_hidden_tool(msg_id):
+    # Not a JSON-RPC answer the proxy can read, but a lenient client may take it for one: cut.
     event = b'data: {"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"secret_admin"}]}}\n\n' % msg_id
     rewriter = SseRewriter(addon_sse_transform({1}))
-    assert rewriter.feed(event) + rewriter.feed(b"") == event
+    with pytest.raises(ProtocolError):
+        rewriter.feed(event)
+
+
+@pytest.mark.parametrize("msg_id", [b"7", b"\"other\"", b"\"1\""])
+def test_a_list_under_any_readable_id_is_filtered(msg_id):
+    event = b'data: {"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"secret_admin"},{"name":"echo"}]}}\n\n' % msg_id
+    rewriter = SseRewriter(addon_sse_transform({1}))
+    out = rewriter.feed(event) + rewriter.feed(b"")
+    assert b"secret_admin" not in out and b'"echo"' in out

@@ -357,9 +357,14 @@ def test_compressed_answer_bomb_is_not_expanded(upstream):
     assert growth[0] < bound, f"mitmdump grew by {growth[0] // MB} MB"
 
 
-def test_buffered_answer_with_an_object_id_is_passed_not_failed(upstream):
-    """Found by the fuzz run: an answer whose id is an object made the addon raise (502)."""
+def test_buffered_answer_with_an_object_id(upstream):
+    """Found by the fuzz run: an answer whose id is an object made the addon raise (502). To a
+    call it is passed as it came; where a tools/list is awaited it is refused, since the proxy
+    cannot read it and a lenient client may still take it for the list."""
     answer = b'{"jsonrpc":"2.0","id":{"x":1},"result":{}}'
     _, _, port = upstream(lambda: iter([answer]), headers=b"content-type: application/json\r\n")
-    with post_stream(port, TOOLS_LIST) as resp:
+    call = b'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"generate","arguments":{"prompt":"p"}}}'
+    with post_stream(port, call) as resp:
         assert resp.status_code == 200 and resp.read() == answer
+    with post_stream(port, TOOLS_LIST) as resp:
+        assert resp.status_code == 502 and b"[INTERCEPT POLICY DENIED]" in resp.read()

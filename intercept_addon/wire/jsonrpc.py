@@ -10,6 +10,7 @@ What was evaluated is forwarded re-serialised by ``dumps``, so the server parses
 
 from __future__ import annotations
 
+import decimal
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from intercept_addon.wire.text import shown
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 HEADER_MISMATCH = -32020  # MCP 2026-07-28
@@ -188,10 +188,6 @@ class Message:
     params: dict[str, Any] | None
     body: dict[str, Any]
 
-    @property
-    def is_error(self) -> bool:
-        return "error" in self.body
-
 
 def valid_id(value: Any) -> bool:
     if isinstance(value, bool):
@@ -199,6 +195,65 @@ def valid_id(value: Any) -> bool:
     if isinstance(value, int):
         return -MAX_ID_INT <= value <= MAX_ID_INT
     return isinstance(value, str) and len(value) <= MAX_ID_LENGTH
+
+
+_JS_RADIX = {"0x": 16, "0o": 8, "0b": 2}
+_ID_NUMBERS = decimal.Context(prec=300, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)  # never overflows
+
+
+def _as_number(text: str) -> int | Decimal | None:
+    """The number a lenient client reads in a string id, if any: Python's ``int()`` (surrounding
+    whitespace, ``_`` separators, any Unicode digits; the Python SDK's id normalisation) or
+    JavaScript's ``Number()`` (whitespace, exponents, fractions, 0x/0o/0b; the TypeScript SDK
+    compares ``Number(id)``)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    stripped = text.strip().strip("\ufeff").strip()  # JavaScript's whitespace includes the BOM
+    radix = _JS_RADIX.get(stripped[:2].lower())
+    if radix is not None:
+        try:
+            return int(stripped[2:], radix) if "_" not in stripped else None
+        except ValueError:
+            return None
+    if not stripped or "_" in stripped or not stripped.isascii():
+        return 0 if not stripped else None  # Number("") and Number(" ") are 0
+    try:
+        number = Decimal(stripped)
+    except ArithmeticError:
+        return None
+    if not number.is_finite() or stripped.lower().lstrip("+-").startswith(("inf", "nan")):
+        return None
+    return _exact(number)
+
+
+def _exact(number: Decimal) -> int | Decimal:
+    """An integral value as int (ids are compared as ints), without building a huge one; so is
+    a value JavaScript rounds to an integral double (3.0000000000000001 is 3 to it)."""
+    if number.adjusted() <= 64 and number == number.to_integral_value():
+        return int(number)
+    as_double = float(number)
+    if as_double.is_integer() and abs(as_double) < 2**53:
+        return int(as_double)
+    return number.normalize(_ID_NUMBERS)
+
+
+def id_key(value: Any) -> Any:
+    """What an answer's id is matched under: every spelling a lenient client takes for the same
+    id (``3``, ``"3"``, ``3.0``, ``" 03 "``, ``"3e0"``) has one key, so an answer the client
+    takes for request 3 is never read as someone else's by the proxy. None for an id no
+    client matches (null, bool, objects)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal):
+        return _exact(value) if value.is_finite() else None
+    if isinstance(value, str):
+        number = _as_number(value) if len(value) <= MAX_ID_LENGTH else None
+        return value if number is None else number
+    return None
 
 
 def classify(obj: Any) -> Message:

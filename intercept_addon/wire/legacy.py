@@ -5,16 +5,18 @@ The client GETs an event stream; its first ``endpoint`` event names the URL to P
 Each POST is answered ``202 Accepted``; the JSON-RPC answers arrive as ``message`` events on the
 stream. So a denial must travel on the stream too: the denied request is forwarded as a ``ping``
 with the same id (the server answers it without running anything), and that answer is replaced
-by the denial. This module holds the per-stream bookkeeping; the mitmproxy glue is in addon.py.
+by the denial.
+
+Servers read the session parameter leniently (the Python SDK parses it with ``uuid.UUID``, which
+ignores case, hyphens, braces and ``urn:uuid:``; Starlette percent-decodes the path), so a POST
+is tied to a stream only by the exact spelling announced; ``variant_key`` is how a spelling that
+a server may still map to a live stream is recognised (and refused).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urljoin, urlsplit
-
-from intercept_addon.state import Reservation
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 SESSION_PARAMS = ("session_id", "sessionId")  # Python SDK, TypeScript SDK
 MAX_PENDING = 4096  # unanswered requests per stream; more is refused, so memory stays bounded
@@ -22,30 +24,6 @@ MAX_PENDING = 4096  # unanswered requests per stream; more is refused, so memory
 
 class RepeatedSessionParam(ValueError):
     """A session parameter given twice: proxy and server could pick different values."""
-
-
-@dataclass
-class LegacyStream:
-    """One legacy GET stream and what the messages POSTed to its endpoint wait for.
-
-    Has the same ``reservations``/``list_ids`` as the addon's ``Tracked``, plus the denials to
-    substitute for the answers of the pings sent in place of denied calls.
-    """
-
-    key: str | None = None  # endpoint_key of the announced POST endpoint
-    reservations: dict[str | int, Reservation] = field(default_factory=dict)
-    list_ids: set[str | int] = field(default_factory=set)
-    denials: dict[str | int, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def pending(self) -> int:
-        return len(self.reservations) + len(self.list_ids) + len(self.denials)
-
-    def forget(self, msg_id: str | int) -> Reservation | None:
-        """Drop everything waiting for ``msg_id``; return its reservation, if any."""
-        self.list_ids.discard(msg_id)
-        self.denials.pop(msg_id, None)
-        return self.reservations.pop(msg_id, None)
 
 
 def endpoint_key(url: str) -> str:
@@ -67,6 +45,25 @@ def endpoint_key(url: str) -> str:
 def announced_key(stream_url: str, data: str) -> str:
     """The endpoint key announced by an ``endpoint`` event, resolved against the stream's URL."""
     return endpoint_key(urljoin(stream_url, data.strip()))
+
+
+def variant_path(path: str) -> str:
+    """A path as a lenient router may match it: percent-decoded (repeatedly), case-folded, with
+    runs of ``/`` collapsed and no trailing ``/``."""
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    while "//" in path:
+        path = path.replace("//", "/")
+    return path.casefold().rstrip("/")
+
+
+def variant_key(url: str) -> str:
+    """The normalised path of a POST endpoint: two URLs with one variant key may reach the same
+    stream on a lenient server, whatever their session parameters say."""
+    return variant_path(urlsplit(url).path)
 
 
 def ping(msg_id: str | int) -> dict[str, Any]:

@@ -116,21 +116,39 @@ def denial(message_id: str | int | None, *, text: str, code: int, data: dict[str
     return status_for(code, revision), error_body(message_id, code, text, data)
 
 
+def member_key(obj: dict[str, Any], name: str) -> str | None:
+    """The key a lenient client reads as ``name``: itself, else one equal to it ignoring case and
+    Unicode form (the strict parser lets at most one such key into an object)."""
+    if name in obj:
+        return name
+    return next((k for k in obj if fold(k) == name), None)
+
+
+def _member(obj: Any, name: str) -> Any:
+    key = member_key(obj, name) if isinstance(obj, dict) else None
+    return None if key is None else obj[key]
+
+
 def listed_tools(body: dict[str, Any]) -> list[Any]:
-    """The ``tools`` array of a tools/list result ([] for anything else)."""
-    result = body.get("result")
-    tools = result.get("tools") if isinstance(result, dict) else None
+    """The ``tools`` array of anything shaped like a tools/list result, whatever its id ([] for
+    anything else)."""
+    tools = _member(_member(body, "result"), "tools")
     return tools if isinstance(tools, list) else []
 
 
+def tool_name(tool: Any) -> str | None:
+    name = _member(tool, "name")
+    return name if isinstance(name, str) else None
+
+
 def filter_tools(body: dict[str, Any], hidden: Callable[[str], bool]) -> bool:
-    """Drop hidden tools from a tools/list result in place; True if anything changed."""
+    """Drop hidden tools from a tools/list-shaped result in place; True if anything changed."""
     tools = listed_tools(body)
-    result = body.get("result")
-    kept = [t for t in tools if not (isinstance(t, dict) and isinstance(t.get("name"), str) and hidden(t["name"]))]
+    kept = [t for t in tools if (name := tool_name(t)) is None or not hidden(name)]
     if len(kept) == len(tools):
         return False
-    result["tools"] = kept
+    result = _member(body, "result")
+    result[member_key(result, "tools")] = kept  # type: ignore[index]
     if "cacheScope" in result:  # 2026: a per-agent view must not be shared by caches
         result["cacheScope"] = "private"
     return True

@@ -17,16 +17,7 @@ class PendingProbe:
             return
         addon = ctx.master.addons.get("intercept_addon")
         gc.collect()  # count what is alive, not garbage waiting for the collector
-        streams = list(addon.legacy_streams.values())
-        body = {
-            "tracked": len(addon.tracked),
-            "legacy_streams": len(streams),
-            "legacy_endpoints": len(addon.legacy_endpoints),
-            "reservations": sum(len(s.reservations) for s in streams),
-            "list_ids": sum(len(s.list_ids) for s in streams),
-            "denials": sum(len(s.denials) for s in streams),
-            "objects": len(gc.get_objects()),  # live container objects (dicts, lists, flows, ...)
-        }
+        body = {**addon.owed(), "objects": len(gc.get_objects())}  # live container objects too
         flow.response = http.Response.make(200, json.dumps(body), {"content-type": "application/json"})
 
 

@@ -1,0 +1,107 @@
+"""Reading what a server answers, the way clients read it: settle counters, filter tool lists.
+
+One reading for every path (a JSON body, an event of a call's own stream, of a GET stream, of a
+legacy stream). Where the proxy must judge what it reads (a tools/list is awaited, or the policy
+hides or pins tools), a payload that looks like JSON but that the strict parser refuses, or a
+message that is not a well-formed JSON-RPC message, is not passed on: ``ProtocolError`` makes
+the caller cut the stream or answer 502. Anything shaped like a tools/list result is filtered
+whatever its id.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mitmproxy import http
+
+from intercept_addon.proxy.continuations import Continuations, is_interim
+from intercept_addon.proxy.pending import OwedCall, Pending
+from intercept_addon.proxy.toollists import ToolLists
+from intercept_addon.state.ledger import Ledger, refundable_error
+from intercept_addon.wire import jsonrpc
+from intercept_addon.wire.jsonrpc import Message, ProtocolError, id_key
+
+ANSWER_DEPTH = 512  # answers are the server's: deeper than requests, still bounded
+# What a JSON parser would take for a value: after whitespace (and a BOM some parsers skip).
+_JSON_START = re.compile(rb"[ \t\r\n]*(?:\xef\xbb\xbf)?[ \t\r\n]*[\[{]")
+
+
+def looks_like_json(data: bytes) -> bool:
+    return _JSON_START.match(data) is not None
+
+
+class Answers:
+    def __init__(self, ledger: Ledger, toollists: ToolLists, continuations: Continuations) -> None:
+        self.ledger = ledger
+        self.toollists = toollists
+        self.continuations = continuations
+
+    def must_judge(self, pending: Pending, *, own_stream: bool) -> bool:
+        """Must every message be read? On a request's own answer, while it awaits a tools/list
+        (clients take any answer there for theirs); on a GET stream, also whenever the policy
+        hides or pins tools (a resumed stream replays old answers)."""
+        return bool(pending.lists) or (not own_stream and self.toollists.watched)
+
+    def payload(self, flow: http.HTTPFlow, pending: Pending, data: bytes, *, own_stream: bool) -> Any | None:
+        """One JSON body or event's data. Returns the value to send instead, or None to pass it
+        unchanged. ``own_stream``: the answer to this flow's own request, so every notification
+        or server request on it belongs to its calls."""
+        if not looks_like_json(data):
+            return None  # keep-alives, priming events, text: no client reads them as JSON-RPC
+        judge = self.must_judge(pending, own_stream=own_stream)
+        try:
+            value = jsonrpc.loads(data, max_depth=ANSWER_DEPTH)
+        except ProtocolError:
+            if judge:
+                raise
+            return None  # counters alone: an answer of unknown meaning keeps them (at the end)
+        changed = False
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            replacement = self._message(flow, pending, item, judge=judge, own_stream=own_stream)
+            if replacement is not None:
+                items[i] = replacement
+                changed = True
+        if not changed:
+            return None
+        return items if isinstance(value, list) else items[0]
+
+    def _message(self, flow: http.HTTPFlow, pending: Pending, item: Any, *, judge: bool,
+                 own_stream: bool) -> Any | None:
+        try:
+            msg = jsonrpc.classify(item)
+        except ProtocolError:
+            if judge:
+                raise  # not a message a proxy can read; a client may still take it for one
+            return None  # it answers nothing: whatever it owes stays owed
+        if msg.kind != "response":
+            self._began(pending, msg, own_stream)
+            return None
+        key = id_key(msg.id)
+        pending.lists.pop(key, None)
+        denial = pending.denials.pop(key, None)
+        if denial is not None:  # the answer to a ping sent in place of a denied call
+            return denial
+        call = pending.calls.pop(key, None)
+        if call is not None:
+            self._settle(call, msg)
+        return item if self.toollists.judge(flow, item) else None
+
+    @staticmethod
+    def _began(pending: Pending, msg: Message, own_stream: bool) -> None:
+        if msg.method == "notifications/progress":
+            token = (msg.params or {}).get("progressToken")
+            pending.began(None if own_stream else token)
+        elif own_stream or msg.kind == "request":
+            pending.began()  # a server request may serve any call still running
+
+    def _settle(self, call: OwedCall, msg: Message) -> None:
+        error = msg.body.get("error")
+        result = msg.body.get("result")
+        if is_interim(result):
+            self.continuations.grant(call.identity, call.tool, result)  # the unit is spent for the whole call
+        if call.ticket is None:
+            return
+        code = error.get("code") if isinstance(error, dict) else None
+        self.ledger.settle(call.ticket, refund=error is not None and refundable_error(code))

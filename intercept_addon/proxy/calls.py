@@ -1,0 +1,156 @@
+"""The request path: admit a body, judge each of its calls, then answer or forward.
+
+Every reservation a request makes is owned by the ledger from the moment it is made. The one
+``finally`` in :meth:`CallJudge.judge` releases whatever was not handed to the server, so a
+request refused or denied at any point, even by an internal error, spends no quota; only the
+last step of forwarding marks its tickets forwarded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import http
+
+from intercept_addon.policy.engine import Call
+from intercept_addon.proxy.continuations import retry_state
+from intercept_addon.proxy.legacy_streams import LegacyStream
+from intercept_addon.proxy.pending import OwedCall, Pending
+from intercept_addon.proxy.verdicts import reply
+from intercept_addon.wire import admission, jsonrpc, legacy, mcp
+from intercept_addon.wire.admission import Admitted
+from intercept_addon.wire.jsonrpc import INVALID_REQUEST, ProtocolError, id_key
+from intercept_addon.wire.text import shown
+
+if TYPE_CHECKING:
+    from intercept_addon.proxy.addon import InterceptAddon
+
+Denial = tuple[int, dict[str, Any]]  # (HTTP status, JSON-RPC body) answered locally
+
+
+def header_map(headers: http.Headers) -> dict[str, str]:
+    """Lower-cased name -> value, repeats joined with ", " as ``Headers.get`` does. Read once per
+    request: every ``Headers`` lookup scans and case-folds all fields."""
+    out: dict[str, str] = {}
+    for name, value in headers.items(multi=True):
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+class CallJudge:
+    def __init__(self, core: InterceptAddon) -> None:
+        self.core = core
+
+    async def judge(self, flow: http.HTTPFlow) -> None:
+        core, req = self.core, flow.request
+        if req.method == "GET" and "text/event-stream" in req.headers.get("accept", "").lower():
+            req.headers["accept-encoding"] = "identity"  # a legacy stream must be readable
+        # Every body is judged, whatever the method: a lenient server may route PUT or PATCH
+        # to its JSON-RPC handler too. Bodiless requests (GET streams, DELETE) carry no call.
+        if req.method != "POST" and not req.raw_content:
+            return
+        headers = header_map(req.headers)
+        admitted = admission.admit(req.raw_content or b"", headers, core.settings.limits)
+        if admitted is None:
+            return  # not MCP: forwarded as it came
+        stream = core.legacy.for_post(req)
+        if stream is not None:
+            _check_legacy(admitted, stream)
+        identity = core.identities.of(flow, headers, core.settings.identity, core.settings.agent_header,
+                                      stream.key if stream is not None else None)
+        flow.metadata["mcp.session"] = identity
+        pending = Pending()
+        try:
+            denials = [await self._message(flow, admitted, i, identity, pending)
+                       for i in range(len(admitted.messages))]
+            if stream is not None:
+                self._legacy_post(flow, admitted, denials[0], pending, stream)
+            elif any(denials):
+                _deny(flow, admitted, denials)
+            else:
+                self._forward(flow, admitted, pending)
+        finally:
+            for ticket in pending.tickets():
+                if not ticket.forwarded:
+                    core.counters.ledger.release(ticket)
+
+    async def _message(self, flow: http.HTTPFlow, admitted: Admitted, index: int, identity: str,
+                       pending: Pending) -> Denial | None:
+        """Judge one message; return the local reply if it is denied."""
+        core, msg = self.core, admitted.messages[index]
+        flow.metadata.setdefault("mcp.method", msg.method or "(response)")
+        if msg.method == "tools/list" and msg.kind == "request":
+            pending.lists[id_key(msg.id)] = msg.id  # type: ignore[assignment]
+            return None
+        call = admitted.calls.get(index)
+        if call is None:
+            return None
+        tools = flow.metadata.get("mcp.tool")  # a batch's flow names every tool it calls
+        if tools is None or call.name not in tools.split(", "):
+            flow.metadata["mcp.tool"] = call.name if tools is None else f"{tools}, {call.name}"
+        engine, store = core.toollists.engine, core.counters.store
+        if engine is None:
+            flow.metadata["mcp.decision"] = "inspect"
+            return None
+        is_retry, state = retry_state(msg.params)
+        counted = not (is_retry and core.continuations.take(identity, call.name, state))
+        decision = core.toollists.pin_decision(flow, call.name) or await engine.evaluate(
+            Call(identity, call.name, call.arguments), store, count=counted)  # type: ignore[arg-type]
+        ticket = None
+        if decision.reservation is not None and decision.reservation.applied:
+            ticket = core.counters.ledger.open(store, decision.reservation)  # type: ignore[arg-type]
+        if ticket is not None or not counted:  # its answer settles it, or may ask for another round
+            meta = (msg.params or {}).get("_meta")
+            token = meta.get("progressToken") if isinstance(meta, dict) else None
+            pending.calls[id_key(msg.id)] = OwedCall(msg.id, identity, call.name, ticket,  # type: ignore[arg-type]
+                                                     id_key(token) if token is not None else None)
+        core.verdicts.annotate(flow, decision, call.arguments, core.settings)
+        if decision.allowed or not core.settings.enforcing:
+            return None
+        return core.verdicts.denial(msg.id, decision, core.settings, admitted.revision)
+
+    def _forward(self, flow: http.HTTPFlow, admitted: Admitted, pending: Pending) -> None:
+        req = flow.request
+        if pending:
+            self.core.flows[flow.id] = pending
+            req.headers["accept-encoding"] = "identity"  # answers must be readable
+        if admitted.forwarded != req.raw_content:  # exactly what was judged (most clients send just that)
+            req.content = admitted.forwarded
+        self.core.counters.ledger.forwarded(pending.tickets())  # last: from here the quota is spent
+
+    def _legacy_post(self, flow: http.HTTPFlow, admitted: Admitted, denial: Denial | None, pending: Pending,
+                     stream: LegacyStream) -> None:
+        """Legacy HTTP+SSE: the POST only gets 202; answers, denials included, travel on the stream."""
+        msg = admitted.messages[0]
+        key = id_key(msg.id)
+        if denial is not None:
+            stream.pending.denials[key] = denial[1]
+            flow.request.content = jsonrpc.dumps(legacy.ping(msg.id))  # type: ignore[arg-type]
+        else:
+            flow.request.content = admitted.forwarded
+            stream.pending.merge(pending)
+        if msg.kind == "request":
+            self.core.legacy_posts[flow.id] = (stream, key)
+        if denial is None:
+            self.core.counters.ledger.forwarded(pending.tickets())
+
+
+def _check_legacy(admitted: Admitted, stream: LegacyStream) -> None:
+    if admitted.batch:
+        raise ProtocolError(INVALID_REQUEST, "batches are not part of the legacy HTTP+SSE transport")
+    msg = admitted.messages[0]
+    if msg.kind == "request" and stream.pending.owes(msg.id):
+        raise ProtocolError(INVALID_REQUEST, f"request id {shown(str(msg.id))} is still unanswered on this session",
+                            id=msg.id)
+
+
+def _deny(flow: http.HTTPFlow, admitted: Admitted, denials: list[Denial | None]) -> None:
+    """Nothing of a batch goes upstream once one element is denied."""
+    if not admitted.batch:
+        reply(flow, *denials[0])  # type: ignore[misc]
+        return
+    skipped = f"{mcp.DENIED_PREFIX} not forwarded: another call in this batch was denied"
+    replies = [d[1] if d else jsonrpc.error_body(m.id, mcp.DENIED_CODE, skipped)
+               for m, d in zip(admitted.messages, denials) if d or m.kind == "request"]
+    reply(flow, 200, replies)
