@@ -461,3 +461,17 @@ async def test_method_variants_a_lenient_server_might_accept_are_refused(addon_c
     flow = request_flow({**call("delete_everything"), "method": method})
     await addon.request(flow)
     assert flow.response.status_code == 400 and "ambiguous method" in reply(flow)["error"]["message"]
+
+
+async def test_a_streamed_answer_that_is_no_event_stream_leaves_nothing_tracked(addon_ctx):
+    """Another addon (or a user option) may stream an answer the proxy would have buffered: the
+    flow must still be forgotten and its counters settled when it ends (it leaked before)."""
+    addon, _ = addon_ctx
+    flow = request_flow(call("generate", {"prompt": "p"}), headers={"x-agent-id": "stream"})
+    await addon.request(flow)
+    assert addon.flows and addon.counters.ledger.pending == 1
+    flow.response = http.Response.make(200, b"", {"content-type": "application/octet-stream"})
+    addon.responseheaders(flow)
+    flow.response.stream = True
+    await addon.response(flow)
+    assert not addon.flows and addon.counters.ledger.pending == 0 and addon.counters.ledger.kept == 1
