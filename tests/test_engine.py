@@ -16,7 +16,7 @@ from intercept_addon.state import StoreError
 from intercept_addon.state.memory import MemoryStore
 from intercept_addon.state.sqlite import SqliteStore
 
-COMPAT = Path(__file__).resolve().parents[2] / "shared" / "compat" / "intercept-policies"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 DAY0 = 1_700_000_000 // 86400 * 86400  # midnight UTC
 HOUR0 = DAY0 + 10 * 3600  # 10:00:00 UTC
@@ -160,26 +160,26 @@ async def test_sliding_window_frees_calls_one_by_one(store):
 # -- Intercept's calendar windows -------------------------------------------------------------
 
 
-async def test_intercept_rate_limit_5_per_hour_is_calendar_aligned(store):
+async def test_intercept_rate_limit_3_per_hour_is_calendar_aligned(store):
     clock = Clock(HOUR0 + 1000)
-    engine = Engine(load_policy(COMPAT / "testdata_valid_policy.yaml"), clock=clock)
-    for i in range(5):
-        assert (await call(engine, store, "create_issue", session=f"agent-{i}")).allowed
+    engine = Engine(load_policy(FIXTURES / "valid_policy.yaml"), clock=clock)
+    for i in range(3):
+        assert (await call(engine, store, "open_ticket", session=f"agent-{i}")).allowed
         clock.advance(1)
-    denied = await call(engine, store, "create_issue")
+    denied = await call(engine, store, "open_ticket")
     # Intercept's counters belong to the tool, not to a session; the window ends at 11:00 UTC.
-    assert denied.rule == "hourly issue limit"
-    assert retry_in(denied) == 3600 - 1005
-    assert denied.message == f"Hourly limit of 5 new issues reached. Retry after {3600 - 1005} s."
-    assert not (await call(engine, store, "create_issue", session="another")).allowed
+    assert denied.rule == "tickets per hour"
+    assert retry_in(denied) == 3600 - 1003
+    assert denied.message == f"At most 3 tickets an hour. Retry after {3600 - 1003} s."
+    assert not (await call(engine, store, "open_ticket", session="another")).allowed
 
     clock.set(HOUR0 + 3599)
-    assert retry_in(await call(engine, store, "create_issue")) == 1
+    assert retry_in(await call(engine, store, "open_ticket")) == 1
 
     clock.set(HOUR0 + 3600)  # top of the hour: a fresh bucket, not a sliding window
-    for _ in range(5):
-        assert (await call(engine, store, "create_issue")).allowed
-    assert retry_in(await call(engine, store, "create_issue")) == 3600
+    for _ in range(3):
+        assert (await call(engine, store, "open_ticket")).allowed
+    assert retry_in(await call(engine, store, "open_ticket")) == 3600
 
 
 async def test_intercept_rate_limit_default_message(store):
@@ -227,12 +227,25 @@ async def test_star_rule_with_global_counter_across_tools(store, op: str, allowe
     assert (await call(engine, store, "list_issues")).allowed
 
 
-async def test_compat_valid_policy_star_counter(store):
+async def test_valid_fixture_star_counter(store):
     clock = Clock(HOUR0)
-    engine = Engine(load_policy(COMPAT / "testdata_valid_policy.yaml"), clock=clock)
-    for i in range(59):  # lt 60: the total after the call must stay below 60
+    engine = Engine(load_policy(FIXTURES / "valid_policy.yaml"), clock=clock)
+    for i in range(39):  # lt 40: the total after the call must stay below 40
         assert (await call(engine, store, f"tool_{i}")).allowed
-    assert (await call(engine, store, "tool_x")).message.startswith("Rate limit: maximum 60 tool calls per minute")
+    denied = await call(engine, store, "tool_x")
+    assert denied.rule == "calls per minute, all tools"
+    assert denied.message == "At most 40 tool calls a minute. Retry after 60 s."
+
+
+async def test_valid_fixture_regex_then_daily_count(store):
+    engine = Engine(load_policy(FIXTURES / "valid_policy.yaml"), clock=Clock(DAY0 + 60))
+    refused = await call(engine, store, "refund_order", {"order": "ord_12345"})
+    assert (refused.rule, refused.message) == ("order reference", "Refunds name an order like ord_123456")
+    for _ in range(4):  # lte 4: the total after the call may reach 4
+        assert (await call(engine, store, "refund_order", {"order": "ord_123456"})).allowed
+    denied = await call(engine, store, "refund_order", {"order": "ord_654321"})
+    assert denied.rule == "refunds per day" and retry_in(denied) == 86400 - 60
+    assert await value(engine, store, "refund_order", "refunds_today") == 4
 
 
 # -- scopes ----------------------------------------------------------------------------------
@@ -307,29 +320,29 @@ async def test_scope_global_intercept_state_counter(store):
 
 async def test_spend_cap_lt_exactly_as_intercept(store):
     clock = Clock(DAY0 + 3600)
-    engine = Engine(load_policy(COMPAT / "testdata_valid_policy.yaml"), clock=clock)
+    engine = Engine(load_policy(FIXTURES / "valid_policy.yaml"), clock=clock)
 
-    async def charge(amount: Any, currency: str = "usd") -> Decision:
-        return await call(engine, store, "create_charge", {"amount": amount, "currency": currency})
+    async def pay(cents: Any, currency: str = "chf") -> Decision:
+        return await call(engine, store, "send_payment", {"cents": cents, "currency": currency})
 
-    for _ in range(19):
-        assert (await charge(50000)).allowed
-    assert (await charge(49999)).allowed  # total 999,999 < 1,000,000
-    assert await value(engine, store, "create_charge", "daily_spend") == 999_999
-    denied = await charge(1)  # total would be 1,000,000: not < 1,000,000
-    assert denied.rule == "daily spend cap"
+    for _ in range(15):
+        assert (await pay(25000)).allowed
+    assert (await pay(24999)).allowed  # total 399,999 < 400,000
+    assert await value(engine, store, "send_payment", "cents_today") == 399_999
+    denied = await pay(1)  # total would be 400,000: not < 400,000
+    assert denied.rule == "daily payment budget"
     assert retry_in(denied) == 86400 - 3600  # midnight UTC
-    assert denied.message == "Daily spending cap of $10,000.00 reached. Retry after 82800 s."
-    assert (await charge(0)).allowed
+    assert denied.message == "The daily payment budget of 4,000.00 is spent. Retry after 82800 s."
+    assert (await pay(0)).allowed
 
     # Calls denied by another rule consume nothing.
-    assert (await charge(60000)).rule == "max single charge"
-    assert (await charge(1, "gbp")).rule == "allowed currencies"
-    assert await value(engine, store, "create_charge", "daily_spend") == 999_999
+    assert (await pay(30000)).rule == "single payment ceiling"
+    assert (await pay(1, "gbp")).rule == "payment currencies"
+    assert await value(engine, store, "send_payment", "cents_today") == 399_999
 
     clock.set(DAY0 + 86400)  # the next UTC day
-    assert (await charge(50000)).allowed
-    assert await value(engine, store, "create_charge", "daily_spend") == 50000
+    assert (await pay(25000)).allowed
+    assert await value(engine, store, "send_payment", "cents_today") == 25000
 
 
 SPEND = """\
@@ -528,22 +541,22 @@ async def test_hidden_before_default_deny(store):
     assert (await call(engine, store, "other")).kind == "default_deny"
 
 
-async def test_default_deny_compat_fixture(store):
+async def test_default_deny_fixture(store):
     clock = Clock(HOUR0)
-    engine = Engine(load_policy(COMPAT / "testdata_default_deny_policy.yaml"), clock=clock)
-    assert (await call(engine, store, "read_file")).allowed
-    assert (await call(engine, store, "create_issue")).allowed
-    d = await call(engine, store, "delete_customer")
-    assert (d.kind, d.rule, d.message) == ("deny", "block destructive action", "Customer deletion is not permitted")
-    d = await call(engine, store, "write_file")
+    engine = Engine(load_policy(FIXTURES / "default_deny_policy.yaml"), clock=clock)
+    assert (await call(engine, store, "read_notes")).allowed
+    assert (await call(engine, store, "open_ticket")).allowed
+    d = await call(engine, store, "purge_account")
+    assert (d.kind, d.rule, d.message) == ("deny", "no purges", "Accounts are never purged by an agent")
+    d = await call(engine, store, "write_notes")
     assert (d.allowed, d.kind, d.rule) == (False, "default_deny", "(default deny)")
-    assert d.message == 'Tool "write_file" is not permitted by policy'
-    # "*" rules apply to listed tools (60/minute, lte) but do not rescue unlisted ones.
-    for _ in range(58):
-        assert (await call(engine, store, "read_file")).allowed
-    d = await call(engine, store, "read_file")
-    assert d.rule == "global rate limit" and retry_in(d) == 60
-    assert (await call(engine, store, "write_file")).kind == "default_deny"
+    assert d.message == 'Tool "write_notes" is not permitted by policy'
+    # "*" rules apply to listed tools (30/minute, lte) but do not rescue unlisted ones.
+    for _ in range(28):
+        assert (await call(engine, store, "read_notes")).allowed
+    d = await call(engine, store, "read_notes")
+    assert d.rule == "calls per minute, all tools" and retry_in(d) == 60
+    assert (await call(engine, store, "write_notes")).kind == "default_deny"
 
 
 async def test_default_deny_with_globs(store):
