@@ -24,10 +24,10 @@ system-deps:  ## Debian packages: redis-server, chromium, iptables (shared state
 	scripts/install-system-deps
 
 test: $(VENV)/.installed $(TS)/node_modules/.installed system-deps  ## every test: unit, property-based and end-to-end (real processes)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 test-fast: $(VENV)/.installed  ## unit tests only, no processes started
-	$(PY) -m pytest -q -m "not e2e"
+	$(PY) -m pytest -q -rs -m "not e2e"
 
 bench: $(VENV)/.installed system-deps  ## engine, state stores (Redis too) and proxy benchmarks
 	$(PY) bench/bench_engine.py

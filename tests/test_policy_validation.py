@@ -14,15 +14,17 @@ import pytest
 from intercept_addon.policy.engine import Engine
 from intercept_addon.policy.model import OPERATORS, Policy
 from intercept_addon.policy.file import PolicyError, PolicyIssue, load_policy, parse_policy
+from intercept_addon.wire.text import shown
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
-COMPAT = ROOT.parent / "shared" / "compat" / "intercept-policies"
+FIXTURES = ROOT / "tests" / "fixtures"  # our own policies; Intercept's corpus: test_intercept_corpus.py
 
 PROJECT_FILES = sorted(POLICIES.glob("*.yaml"))
-COMPAT_FILES = sorted(COMPAT.glob("*.yaml"))
-COMPAT_VALID = {"testdata_valid_policy.yaml", "testdata_default_deny_policy.yaml"}
-COMPAT_INVALID = {"testdata_invalid_policy.yaml", "testdata_invalid_schema.yaml"}
+VALID_FIXTURE = FIXTURES / "valid_policy.yaml"
+DEFAULT_DENY_FIXTURE = FIXTURES / "default_deny_policy.yaml"
+INVALID_YAML_FIXTURE = FIXTURES / "invalid_yaml_policy.yaml"
+INVALID_SCHEMA_FIXTURE = FIXTURES / "invalid_schema_policy.yaml"
 
 
 def issues(text: str) -> list[PolicyIssue]:
@@ -50,11 +52,9 @@ def ok(text: str) -> Policy:
 # -- files on disk -------------------------------------------------------------------------
 
 
-def test_corpus_is_present():
-    # Guards the parametrised tests below against an empty glob passing vacuously.
+def test_project_policies_are_present():
+    # Guards the parametrised test below against an empty glob passing vacuously.
     assert len(PROJECT_FILES) >= 3
-    assert len([f for f in COMPAT_FILES if f.name.startswith("policies_")]) == 53
-    assert {f.name for f in COMPAT_FILES} >= COMPAT_VALID | COMPAT_INVALID
 
 
 @pytest.mark.parametrize("path", PROJECT_FILES, ids=lambda p: p.name)
@@ -64,65 +64,72 @@ def test_project_policies_validate(path: Path):
     Engine(policy)  # compiles: regexes, counters, globs
 
 
-@pytest.mark.parametrize("path", COMPAT_FILES, ids=lambda p: p.name)
-def test_compat_file_judged_as_intercept_does(path: Path):
-    if path.name.startswith("policies_") or path.name in COMPAT_VALID:
-        policy = load_policy(path)
-        assert policy.version == "1"
-        Engine(policy)
-    elif path.name in COMPAT_INVALID:
-        with pytest.raises(PolicyError) as exc:
-            load_policy(path)
-        assert exc.value.issues
-        assert all(i.file == str(path) and i.line >= 1 and i.column >= 1 for i in exc.value.issues)
-    else:
-        pytest.fail(f"unclassified compat file {path.name}")
+@pytest.mark.parametrize("path", [VALID_FIXTURE, DEFAULT_DENY_FIXTURE], ids=lambda p: p.name)
+def test_valid_fixtures_load_and_compile(path: Path):
+    policy = load_policy(path)
+    assert policy.version == "1"
+    Engine(policy)
 
 
-def test_compat_default_deny_fixture_reads_as_deny():
-    policy = load_policy(COMPAT / "testdata_default_deny_policy.yaml")
+def test_valid_fixture_has_every_v1_feature():
+    # What test_engine.py judges through this file: the fixture must keep holding all of it.
+    tools = load_policy(VALID_FIXTURE).tools
+    rules = [rule for tool in tools.values() for rule in tool.rules]
+    assert {rule.action for rule in rules} == {"evaluate", "deny"}
+    assert {c.op for rule in rules for c in rule.conditions} >= {"lte", "lt", "in", "regex"}
+    assert any(rule.state and rule.state.increment_from for rule in rules)
+    assert any(isinstance(rule.rate_limit, str) for rule in rules)
+    assert tools["*"].rules[0].state.counter == "minute_calls"
+
+
+def test_default_deny_fixture_reads_as_deny():
+    policy = load_policy(DEFAULT_DENY_FIXTURE)
     assert policy.default == "deny"
-    assert set(policy.tools) == {"read_file", "create_issue", "delete_customer", "*"}
+    assert set(policy.tools) == {"read_notes", "open_ticket", "purge_account", "*"}
+    assert policy.tools["read_notes"].rules == []
+    assert policy.tools["*"].rules[0].rate_limit == "30/minute"
 
 
-def test_compat_invalid_yaml_names_its_line():
+def test_invalid_yaml_names_its_line():
     with pytest.raises(PolicyError) as exc:
-        load_policy(COMPAT / "testdata_invalid_policy.yaml")
+        load_policy(INVALID_YAML_FIXTURE)
     (issue,) = exc.value.issues
     assert issue.message.startswith("YAML syntax error")
     assert issue.path == ""
-    # The string opened on line 5 is never closed; the parser trips where the next quote
-    # turns `args.x"` into a stray scalar.
-    assert (issue.line, issue.column) == (7, 20)
+    # The flow mapping opened on line 9 is never closed: the parser trips on the next rule's "-".
+    assert (issue.line, issue.column) == (10, 7)
 
 
 INVALID_SCHEMA_EXPECTED = [
-    (1, "version", 'version must be "1", got "2"'),
-    (6, "tools.some_tool.rules[0].name", "rule must have a name"),
-    (9, "tools.some_tool.rules[0].conditions[0].op", 'unknown operator "unknown_op"'),
-    (14, "tools.some_tool.rules[1].conditions[0].path", 'path must start with "args." or "state.", got "foo.bar"'),
-    (22, "tools.some_tool.rules[2].conditions[0].value", 'operator "in" requires a list value'),
-    (28, "tools.some_tool.rules[3].conditions[0].value", 'operator "lt" requires a numeric value'),
-    (34, "tools.some_tool.rules[4].conditions[0].value", 'invalid regex "[invalid("'),
-    (38, "tools.some_tool.rules[5].conditions", "deny rules must not have conditions"),
-    (43, "tools.some_tool.rules[6].conditions", "evaluate rules must have at least one condition"),
-    (49, "tools.rate_limit_tool.rules[0].rate_limit", 'rate_limit count must be a positive integer, got "five"'),
-    (52, "tools.rate_limit_tool.rules[1].rate_limit", "rate_limit cannot be combined with conditions or state"),
-    (59, "tools.rate_limit_tool.rules[2].rate_limit", "rate_limit cannot be combined with conditions or state"),
-    (65, "tools.rate_limit_tool.rules[3].rate_limit", 'rate_limit count must be a positive integer, got "0"'),
-    (68, "tools.rate_limit_tool.rules[4].rate_limit", 'rate_limit window must be "minute", "hour", or "day", got "week"'),
-    (72, "tools.rate_limit_tool.rules[5].rate_limit", 'rate_limit cannot be used with action "deny"'),
+    (3, "version", 'version must be "1", got "3"'),
+    (8, "tools.update_record.rules[0].name", 'rule must have a name, got "   "'),
+    (10, "tools.update_record.rules[0].conditions[0].op", 'unknown operator "startswith"'),
+    (14, "tools.update_record.rules[1].conditions[0].path", 'path must start with "args."'),
+    (18, "tools.update_record.rules[2].conditions[0].value",
+     'operator "not_in" requires a list value, got "archived"'),
+    (22, "tools.update_record.rules[3].conditions[0].value",
+     'operator "gte" requires a numeric value, got "large"'),
+    (26, "tools.update_record.rules[4].conditions[0].value", 'invalid regex "rec_(\\\\d+": '),
+    (30, "tools.update_record.rules[5].conditions", "deny rules must not have conditions"),
+    (33, "tools.update_record.rules[6].conditions", "evaluate rules must have at least one condition"),
+    (39, "tools.throttled_export.rules[0].rate_limit", 'rate_limit count must be a positive integer, got "ten"'),
+    (42, "tools.throttled_export.rules[1].rate_limit", "rate_limit cannot be combined with conditions or state"),
+    (47, "tools.throttled_export.rules[2].rate_limit", "rate_limit cannot be combined with conditions or state"),
+    (51, "tools.throttled_export.rules[3].rate_limit", 'rate_limit count must be a positive integer, got "0"'),
+    (54, "tools.throttled_export.rules[4].rate_limit",
+     'rate_limit window must be "minute", "hour", or "day", got "year"'),
+    (58, "tools.throttled_export.rules[5].rate_limit", 'rate_limit cannot be used with action "deny"'),
 ]
 
 
-def test_compat_invalid_schema_every_error_with_line_and_path():
-    path = COMPAT / "testdata_invalid_schema.yaml"
+def test_invalid_schema_every_error_with_line_and_path():
     with pytest.raises(PolicyError) as exc:
-        load_policy(path)
+        load_policy(INVALID_SCHEMA_FIXTURE)
     got = exc.value.issues
     assert [(i.line, i.path) for i in got] == [(line, p) for line, p, _ in INVALID_SCHEMA_EXPECTED]
     for issue, (_, _, message) in zip(got, INVALID_SCHEMA_EXPECTED):
         assert message in issue.message, str(issue)
+    assert all(i.file == str(INVALID_SCHEMA_FIXTURE) and i.column >= 1 for i in got)
     # The unknown-operator error names the valid ones.
     assert all(op in got[2].message for op in OPERATORS)
 
@@ -138,7 +145,7 @@ def test_hide_empty_entry():
           - "  "
         tools: {}
         """)
-    assert (issue.line, issue.path, issue.message) == (4, "hide[1]", "entry must not be empty")
+    assert (issue.line, issue.path, issue.message) == (4, "hide[1]", 'entry must not be empty, got "  "')
 
 
 def test_hide_duplicate_entry():
@@ -165,10 +172,14 @@ def test_version_must_be_one(line: str, shown: str):
     assert issue.message == f'version must be "1", got {shown}'
 
 
-def test_version_missing_is_an_error():
-    # Intercept: "The version field is missing or not "1"".
-    issue = only_issue("description: no version\ntools: {}\n")
-    assert issue.path == "version"
+def test_version_omitted_means_one():
+    # The catalogue's snippets have no version line (Intercept itself requires one).
+    assert ok("description: no version\ntools: {}\n").version == "1"
+
+
+def test_version_given_empty_is_still_an_error():
+    issue = only_issue("version:\ntools: {}\n")
+    assert (issue.line, issue.path) == (1, "version")
     assert issue.message == 'version must be "1", got ""'
 
 
@@ -183,15 +194,16 @@ def test_default_posture_value():
     assert issue.message == 'default must be "allow" or "deny", got "block"'
 
 
-@pytest.mark.parametrize("name_line", ["", '        name: ""\n', '        name: "   "\n'])
-def test_rule_must_have_a_name(name_line: str):
+@pytest.mark.parametrize(("name_line", "got"), [("", ""), ('        name: ""\n', ', got ""'),
+                                                 ('        name: "   "\n', ', got "   "')])
+def test_rule_must_have_a_name(name_line: str, got: str):
     text = (
         'version: "1"\ntools:\n  t:\n    rules:\n      - action: evaluate\n'
         + name_line
         + "        conditions: [{path: args.x, op: eq, value: 1}]\n"
     )
     issue = only_issue(text)
-    assert issue.message == "rule must have a name"
+    assert issue.message == "rule must have a name" + got
     assert issue.path == "tools.t.rules[0].name"
     assert issue.line == (5 if not name_line else 6)
 
@@ -283,19 +295,20 @@ def cond_issue(op: str, value: str) -> PolicyIssue:
 
 
 @pytest.mark.parametrize("op", ["in", "not_in"])
-@pytest.mark.parametrize("value", ['"usd"', "5", "{a: 1}", "null"])
-def test_in_needs_a_list(op: str, value: str):
+@pytest.mark.parametrize(("value", "got"), [('"usd"', '"usd"'), ("5", "5"), ("{a: 1}", '{"a": 1}'), ("null", "null")])
+def test_in_needs_a_list(op: str, value: str, got: str):
     issue = cond_issue(op, value)
     assert (issue.line, issue.path) == (9, "tools.t.rules[0].conditions[0].value")
-    assert issue.message == f'operator "{op}" requires a list value'
+    assert issue.message == f'operator "{op}" requires a list value, got {got}'
 
 
 @pytest.mark.parametrize("op", ["lt", "lte", "gt", "gte"])
-@pytest.mark.parametrize("value", ['"5"', "true", "null", "[1]", ".nan"])
-def test_numeric_ops_need_a_number(op: str, value: str):
+@pytest.mark.parametrize(("value", "got"), [('"5"', '"5"'), ("true", "true"), ("null", "null"), ("[1]", "[1]"),
+                                            (".nan", ".nan")])
+def test_numeric_ops_need_a_number(op: str, value: str, got: str):
     issue = cond_issue(op, value)
     assert (issue.line, issue.path) == (9, "tools.t.rules[0].conditions[0].value")
-    assert issue.message == f'operator "{op}" requires a numeric value'
+    assert issue.message == f'operator "{op}" requires a numeric value, got {got}'
 
 
 @pytest.mark.parametrize("value", ["5", "1.5", "-3", "1.0e+3", ".inf", "100000000000000000000000000000000"])
@@ -305,18 +318,18 @@ def test_numeric_ops_accept_numbers(value: str):
     assert policy.tools["t"].rules[0].conditions[0].op == "lte"
 
 
-@pytest.mark.parametrize("value", ['"true"', "1", "null", '"yes"'])
-def test_exists_needs_a_bool(value: str):
+@pytest.mark.parametrize(("value", "got"), [('"true"', '"true"'), ("1", "1"), ("null", "null"), ('"yes"', '"yes"')])
+def test_exists_needs_a_bool(value: str, got: str):
     issue = cond_issue("exists", value)
     assert (issue.line, issue.path) == (9, "tools.t.rules[0].conditions[0].value")
-    assert issue.message == 'operator "exists" requires a boolean value'
+    assert issue.message == f'operator "exists" requires a boolean value, got {got}'
 
 
-@pytest.mark.parametrize("value", ["5", "[a]", "null", "true"])
-def test_regex_must_be_a_string(value: str):
+@pytest.mark.parametrize(("value", "got"), [("5", "5"), ("[a]", '["a"]'), ("null", "null"), ("true", "true")])
+def test_regex_must_be_a_string(value: str, got: str):
     issue = cond_issue("regex", value)
     assert (issue.line, issue.path) == (9, "tools.t.rules[0].conditions[0].value")
-    assert issue.message == "regex value must be a string"
+    assert issue.message == f"regex value must be a string, got {got}"
 
 
 @pytest.mark.parametrize(
@@ -328,14 +341,15 @@ def test_regex_must_be_a_string(value: str):
 def test_invalid_regex(pattern: str):
     issue = cond_issue("regex", f"'{pattern}'")
     assert (issue.line, issue.path) == (9, "tools.t.rules[0].conditions[0].value")
-    assert issue.message.startswith(f'invalid regex "{pattern}": ')
-    assert len(issue.message) > len(f'invalid regex "{pattern}": ')  # carries RE2's reason
+    quoted = shown(pattern)  # JSON-style, as Go's %q: a backslash doubled
+    assert issue.message.startswith(f"invalid regex {quoted}: ")
+    assert len(issue.message) > len(f"invalid regex {quoted}: ")  # carries RE2's reason
 
 
 def test_contains_needs_a_value():
     issue = cond_issue("contains", "null")
     assert issue.path == "tools.t.rules[0].conditions[0].value"
-    assert issue.message == 'operator "contains" requires a value'
+    assert issue.message == 'operator "contains" requires a value, got null'
 
 
 def state_issue(state_body: str) -> list[PolicyIssue]:
@@ -351,7 +365,7 @@ def state_issue(state_body: str) -> list[PolicyIssue]:
 def test_counter_empty(counter: str):
     (issue,) = state_issue(f"counter: {counter}\nwindow: hour\n")
     assert (issue.line, issue.path) == (9, "tools.t.rules[0].state.counter")
-    assert issue.message == "counter must not be empty"
+    assert issue.message == f"counter must not be empty, got {counter}"
 
 
 @pytest.mark.parametrize("window", ["week", "Hour", "60", "1h"])
@@ -993,7 +1007,7 @@ def test_cli_bad_file_lists_every_error(tmp_path: Path):
 
 
 def test_cli_good_files_ok_summary():
-    files = [*PROJECT_FILES, COMPAT / "testdata_valid_policy.yaml", COMPAT / "testdata_default_deny_policy.yaml"]
+    files = [*PROJECT_FILES, VALID_FIXTURE, DEFAULT_DENY_FIXTURE]
     result = run_cli(*map(str, files))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -1011,7 +1025,7 @@ def test_cli_good_files_ok_summary():
 def test_cli_mixed_files_exit_1_but_report_each(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text('version: "1"\ntools:\n  t:\n    rules:\n      - name: n\n        action: nope\n')
-    good = COMPAT / "testdata_valid_policy.yaml"
+    good = VALID_FIXTURE
     result = run_cli(str(good), str(bad))
     assert result.returncode == 1
     assert result.stdout.startswith(f"{good}: OK (")
@@ -1019,11 +1033,70 @@ def test_cli_mixed_files_exit_1_but_report_each(tmp_path: Path):
 
 
 def test_cli_yaml_syntax_error_and_missing_file(tmp_path: Path):
-    result = run_cli(str(COMPAT / "testdata_invalid_policy.yaml"), str(tmp_path / "absent.yaml"))
+    result = run_cli(str(INVALID_YAML_FIXTURE), str(tmp_path / "absent.yaml"))
     assert result.returncode == 1
     first, second = result.stderr.splitlines()
-    assert first.startswith(f"{COMPAT / 'testdata_invalid_policy.yaml'}:7:20: YAML syntax error")
+    assert first.startswith(f"{INVALID_YAML_FIXTURE}:10:7: YAML syntax error")
     assert second.startswith(f"{tmp_path / 'absent.yaml'}:1:1: cannot read policy")
+
+
+# Mcp Sora's entry in the Intercept catalogue, as it ships: no version, no rule name.
+CATALOGUE_SORA = """\
+tools:
+  Image-to-Video:
+    rules:
+      - action: allow
+        rate_limit:
+          max: 30
+          window: 60
+"""
+
+
+def test_cli_catalogue_snippet_validates_as_it_is(tmp_path: Path):
+    path = tmp_path / "sora.yaml"
+    path.write_text(CATALOGUE_SORA)
+    result = run_cli(str(path))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"{path}: OK (1 tools, 1 rules, 1 counters, 0 hidden, default allow)\n"
+    rule = load_policy(path).tools["Image-to-Video"].rules[0]
+    assert (rule.action, rule.name, rule.rate_limit.max, rule.rate_limit.seconds) == ("allow", None, 30, 60)
+
+
+@pytest.mark.parametrize(("line", "got"), [('version: "2"', '"2"'), ("version: 2", '"2"'), ('version: ""', '""'),
+                                           ("version: 1.0", '"1.0"')])
+def test_cli_catalogue_snippet_with_an_unknown_version_fails(tmp_path: Path, line: str, got: str):
+    path = tmp_path / "sora.yaml"
+    path.write_text(f"{line}\n{CATALOGUE_SORA}")
+    result = run_cli(str(path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f'{path}:1:1: version: version must be "1", got {got}\n'
+
+
+@pytest.mark.parametrize(
+    ("field", "written", "message"),
+    [
+        ("op", '"has\\u001b[2J"', 'unknown operator "has\\u001b[2J" (use one of: '),
+        ("path", '"ar\\u202egs.name"', 'got "ar\\u202egs.name"'),
+        ("path", '"env.\\nforged: line"', 'got "env.\\nforged: line"'),
+        ("value", '"a\\u0007b"', 'operator "in" requires a list value, got "a\\u0007b"'),
+    ],
+)
+def test_messages_escape_the_values_they_show(field: str, written: str, message: str):
+    cond = {"path": '"args.x"', "op": "in", "value": "[1]"} | {field: written}
+    text = f'version: "1"\ntools:\n  t:\n    rules:\n      - name: n\n        conditions: [{{path: {cond["path"]}, op: {cond["op"]}, value: {cond["value"]}}}]\n'
+    (issue,) = [i for i in issues(text) if i.path.endswith(f".{field}")]
+    assert message in issue.message
+    assert issue.message.isprintable()
+
+
+def test_duplicate_key_is_escaped():
+    found = issues('version: "1"\ntools:\n  "a\\ez": {rules: []}\n  "a\\ez": {rules: []}\n')
+    assert [(i.line, i.message) for i in found] == [(4, 'duplicate key "a\\u001bz"')]
+
+
+def test_a_long_value_is_cut():
+    issue = cond_issue("lt", '"' + "9" * 500 + '"')
+    assert issue.message == f'operator "lt" requires a numeric value, got "{"9" * 120}"... (380 more characters)'
 
 
 def test_cli_needs_a_file():

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from intercept_addon.policy.model import Policy
+from intercept_addon.wire.text import shown
 
 Loc = tuple[str | int, ...]
 
@@ -83,7 +84,7 @@ def _to_data(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]], f
             child = (*loc, key)
             if key in out:
                 line, col = _mark(key_node)
-                issues.append(PolicyIssue(file, line, col, format_loc(child), f'duplicate key "{key}"'))
+                issues.append(PolicyIssue(file, line, col, format_loc(child), f"duplicate key {shown(key)}"))
                 continue
             positions[child] = _mark(key_node)
             out[key] = _to_data(value_node, child, positions, file, issues)

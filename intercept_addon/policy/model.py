@@ -15,6 +15,8 @@ offending field), so ``Policy.model_validate`` rejects exactly what the validato
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -35,6 +37,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from intercept_addon.policy.fingerprint import PATTERN as FINGERPRINT
+from intercept_addon.wire.text import DEFAULT_LIMIT, escaped, shown
 
 OPERATORS = ("eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists")
 NUMERIC_OPS = frozenset({"lt", "lte", "gt", "gte"})
@@ -96,12 +99,12 @@ def parse_rate_shorthand(text: str) -> tuple[int, str]:
     """``"5/hour"`` -> (5, "hour"); raises ValueError with Intercept's messages."""
     m = _RATE_SHORTHAND.match(text)
     if not m:
-        raise ValueError(f'rate_limit must look like "<count>/<minute|hour|day>", got "{text}"')
+        raise ValueError(f'rate_limit must look like "<count>/<minute|hour|day>", got {shown(text)}')
     count, window = m.groups()
     if not count.isdigit() or int(count) <= 0:
-        raise ValueError(f'rate_limit count must be a positive integer, got "{count}"')
+        raise ValueError(f"rate_limit count must be a positive integer, got {shown(count)}")
     if window not in CALENDAR_WINDOWS:
-        raise ValueError(f'rate_limit window must be "minute", "hour", or "day", got "{window}"')
+        raise ValueError(f'rate_limit window must be "minute", "hour", or "day", got {shown(window)}')
     return int(count), window
 
 
@@ -113,7 +116,7 @@ def parse_duration(value: int | str) -> int:
         m = _DURATION.match(value)
         if not m:
             raise ValueError(
-                f'window must be seconds (e.g. 60) or a duration like "90s", "5m", "1h", "1d", got "{value}"'
+                f'window must be seconds (e.g. 60) or a duration like "90s", "5m", "1h", "1d", got {shown(value)}'
             )
         value = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
     if value <= 0 or value > MAX_WINDOW_SECONDS:
@@ -140,14 +143,14 @@ class Condition(_Strict):
     def _path_prefix(cls, path: str) -> str:
         if not (path.startswith("args.") or path.startswith("state.")):
             raise PydanticCustomError(
-                "policy", 'path must start with "args." or "state.", got "{path}"', {"path": path}
+                "policy", 'path must start with "args." or "state.", got {path}', {"path": shown(path)}
             )
         if path.startswith("state.") and not all(split_state_path(path)):
             raise PydanticCustomError(
-                "policy", 'state paths look like "state.<tool|_global>.<counter>", got "{path}"', {"path": path}
+                "policy", 'state paths look like "state.<tool|_global>.<counter>", got {path}', {"path": shown(path)}
             )
         if path.startswith("args.") and any(part == "" for part in path.split(".")):
-            raise PydanticCustomError("policy", 'path has an empty segment: "{path}"', {"path": path})
+            raise PydanticCustomError("policy", "path has an empty segment: {path}", {"path": shown(path)})
         return path
 
     @field_validator("op")
@@ -156,8 +159,8 @@ class Condition(_Strict):
         if op not in OPERATORS:
             raise PydanticCustomError(
                 "policy",
-                'unknown operator "{op}" (use one of: {ops})',
-                {"op": op, "ops": ", ".join(OPERATORS)},
+                "unknown operator {op} (use one of: {ops})",
+                {"op": shown(op), "ops": ", ".join(OPERATORS)},
             )
         return op
 
@@ -166,23 +169,23 @@ class Condition(_Strict):
         op, value = self.op, self.value
         msg = None
         if op in LIST_OPS and not isinstance(value, list):
-            msg = f'operator "{op}" requires a list value'
+            msg = f'operator "{op}" requires a list value, got {shown_value(value)}'
         elif op in NUMERIC_OPS and not is_number(value):
-            msg = f'operator "{op}" requires a numeric value'
+            msg = f'operator "{op}" requires a numeric value, got {shown_value(value)}'
         elif op == "exists" and not isinstance(value, bool):
-            msg = 'operator "exists" requires a boolean value'
+            msg = f'operator "exists" requires a boolean value, got {shown_value(value)}'
         elif op == "regex":
             if not isinstance(value, str):
-                msg = "regex value must be a string"
+                msg = f"regex value must be a string, got {shown_value(value)}"
             else:
                 try:
                     compile_regex(value)
                 except ValueError as exc:
-                    msg = f'invalid regex "{value}": {exc}'
+                    msg = f"invalid regex {shown(value)}: {escaped(str(exc))}"
         elif op == "contains" and value is None:
-            msg = 'operator "contains" requires a value'
+            msg = 'operator "contains" requires a value, got null'
         if self.optional and not self.path.startswith("args."):
-            msg = "optional applies to args paths only"
+            msg = f"optional applies to args paths only, got {shown(self.path)}"
         _raise("Condition", [_fail(("value",), msg, value)] if msg else [])
         return self
 
@@ -199,9 +202,9 @@ class StateDef(_Strict):
     @classmethod
     def _counter_named(cls, counter: str) -> str:
         if not counter.strip():
-            raise PydanticCustomError("policy", "counter must not be empty")
+            raise PydanticCustomError("policy", "counter must not be empty, got {c}", {"c": shown(counter)})
         if "." in counter:
-            raise PydanticCustomError("policy", 'counter must not contain ".", got "{c}"', {"c": counter})
+            raise PydanticCustomError("policy", 'counter must not contain ".", got {c}', {"c": shown(counter)})
         return counter
 
     @field_validator("window")
@@ -209,7 +212,7 @@ class StateDef(_Strict):
     def _calendar_window(cls, window: str) -> str:
         if window not in CALENDAR_WINDOWS:
             raise PydanticCustomError(
-                "policy", 'window must be "minute", "hour", or "day", got "{w}"', {"w": window}
+                "policy", 'window must be "minute", "hour", or "day", got {w}', {"w": shown(window)}
             )
         return window
 
@@ -225,7 +228,7 @@ class StateDef(_Strict):
     def _args_path(cls, path: str | None) -> str | None:
         if path is not None and (not path.startswith("args.") or "" in path.split(".")):
             raise PydanticCustomError(
-                "policy", 'increment_from must start with "args.", got "{p}"', {"p": path}
+                "policy", 'increment_from must start with "args.", got {p}', {"p": shown(path)}
             )
         return path
 
@@ -378,7 +381,7 @@ def _rule_shape_errors(raw: dict) -> list[InitErrorDetails]:
         # Intercept's rules are named; catalogue rules (allow, or deny with a reason) may not be.
         needs_name = action == "evaluate" or (action == "deny" and raw.get("reason") is None)
         if needs_name and not (isinstance(name, str) and name.strip()):
-            fail("name", "rule must have a name")
+            fail("name", "rule must have a name" + (f", got {shown_value(name)}" if name is not None else ""))
     if raw.get("scope") is not None and rate_limit is None and not has_state:
         fail("scope", "scope applies to a rule's counter (rate_limit or state); this rule has none")
     state = raw.get("state")
@@ -423,7 +426,7 @@ class ToolPolicy(_Strict):
                 errors.append(
                     _fail(
                         ("rules", i),
-                        f'duplicate state counter "{counter}" (also used by rules[{seen[counter]}])',
+                        f"duplicate state counter {shown(counter)} (also used by rules[{seen[counter]}])",
                         counter,
                     )
                 )
@@ -436,7 +439,7 @@ class ToolPolicy(_Strict):
 def _sha256(value: str) -> str:
     if not FINGERPRINT.fullmatch(value):
         raise PydanticCustomError(
-            "policy", 'fingerprint must be "sha256:" and 64 lower-case hex digits, got "{v}"', {"v": value}
+            "policy", 'fingerprint must be "sha256:" and 64 lower-case hex digits, got {v}', {"v": shown(value)}
         )
     return value
 
@@ -454,7 +457,7 @@ class Fingerprints(_Strict):
 
 
 class Policy(_Strict):
-    version: Any = Field(default=None, validate_default=True)  # missing is an error too
+    version: Any = "1"  # omitted means "1": the catalogue's snippets have no version line
     description: StrictStr | None = None
     default: Any = "allow"
     hide: list[StrictStr] = Field(default_factory=list)
@@ -469,7 +472,7 @@ class Policy(_Strict):
         if type(version) is int and version == 1:
             version = "1"
         if version != "1":
-            raise PydanticCustomError("policy", 'version must be "1", got "{v}"', {"v": _shown(version)})
+            raise PydanticCustomError("policy", 'version must be "1", got {v}', {"v": shown(_as_written(version))})
         return version
 
     @field_validator("default", mode="before")
@@ -477,7 +480,7 @@ class Policy(_Strict):
     def _posture(cls, default: Any) -> str:
         if default not in ("allow", "deny"):
             raise PydanticCustomError(
-                "policy", 'default must be "allow" or "deny", got "{d}"', {"d": _shown(default)}
+                "policy", 'default must be "allow" or "deny", got {d}', {"d": shown(_as_written(default))}
             )
         return default
 
@@ -488,9 +491,9 @@ class Policy(_Strict):
         seen = set()
         for i, name in enumerate(hide):
             if not name.strip():
-                errors.append(_fail((i,), "entry must not be empty", name))
+                errors.append(_fail((i,), f"entry must not be empty, got {shown(name)}", name))
             elif name in seen:
-                errors.append(_fail((i,), f'duplicate entry "{name}"', name))
+                errors.append(_fail((i,), f"duplicate entry {shown(name)}", name))
             seen.add(name)
         _raise("hide", errors)
         return hide
@@ -501,7 +504,7 @@ class Policy(_Strict):
         errors = []
         for key in tools:
             if not key.strip():
-                errors.append(_fail((key,), "tool name must not be empty", key))
+                errors.append(_fail((key,), f"tool name must not be empty, got {shown(key)}", key))
             elif key == GLOBAL_NAMESPACE:
                 errors.append(_fail((key,), f'"{GLOBAL_NAMESPACE}" is reserved for "*" counters', key))
             elif is_glob(key):
@@ -546,7 +549,7 @@ class Policy(_Strict):
                         errors.append(
                             _fail(
                                 ("tools", key, "rules", i, "conditions", j, "path"),
-                                f"condition references state.{ns}.{counter} but no matching state block found",
+                                f"condition references {escaped(cond.path)} but no matching state block found",
                                 cond.path,
                             )
                         )
@@ -554,13 +557,30 @@ class Policy(_Strict):
         return policy
 
 
-def _shown(value: Any) -> str:
-    """A scalar as the author wrote it in YAML (pydantic would print True as "1")."""
+def _as_written(value: Any) -> str:
+    """A scalar as the author wrote it in YAML, read as Go reads it into a string (Intercept
+    quotes it: ``got "2"`` for ``version: 2``); pydantic would print True as "1"."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def shown_value(value: Any) -> str:
+    """A policy value in an error message, its type visible: strings quoted and escaped,
+    true/false/null and numbers as YAML writes them, lists and mappings as JSON (escaped, cut)."""
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float) and not math.isfinite(value):  # as YAML spells them
+        return ".nan" if math.isnan(value) else "-.inf" if value < 0 else ".inf"
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    text = json.dumps(value, ensure_ascii=False, default=str)  # dates and the like as strings
+    more = f"... ({len(text) - DEFAULT_LIMIT} more characters)" if len(text) > DEFAULT_LIMIT else ""
+    return escaped(text[:DEFAULT_LIMIT]) + more
 
 
 def namespace_of(tool_key: str, rule: Rule) -> str:
@@ -578,5 +598,5 @@ def _glob_check(key: str) -> None:
         elif ch == "]":
             depth -= 1
     if depth != 0:
-        raise ValueError(f'unbalanced "[" in tool pattern "{key}"')
+        raise ValueError(f'unbalanced "[" in tool pattern {shown(key)}')
 
