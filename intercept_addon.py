@@ -7,7 +7,8 @@ from intercept_addon.proxy.addon import InterceptAddon
 from intercept_addon.proxy.commands import InterceptCommands
 from intercept_addon.proxy.contentview import McpViewer
 from intercept_addon.proxy.decision_log import DecisionLog
+from intercept_addon.proxy.unjudged import UnjudgedTraffic
 
 intercept = InterceptAddon()
 # McpViewer after InterceptAddon: it wraps the event-stream callables InterceptAddon installs.
-addons = [intercept, McpViewer(), DecisionLog(intercept), InterceptCommands(intercept)]
+addons = [UnjudgedTraffic(intercept), intercept, McpViewer(), DecisionLog(intercept), InterceptCommands(intercept)]
