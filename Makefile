@@ -24,6 +24,7 @@ system-deps:  ## Debian packages: redis-server, chromium, iptables (shared state
 	scripts/install-system-deps
 
 test: $(VENV)/.installed $(TS)/node_modules/.installed system-deps  ## every test: unit, property-based and end-to-end (real processes)
+	scripts/setup-langchain-venv  # .venv-langchain: the LangChain agent of the identity tests (mcp<2)
 	$(PY) -m pytest -q -rs
 
 test-fast: $(VENV)/.installed  ## unit tests only, no processes started
@@ -43,4 +44,4 @@ validate: $(VENV)/.installed
 	$(PY) -m intercept_addon validate policies/*.yaml
 
 clean:
-	rm -rf $(VENV) .venv-sora $(TS)/node_modules
+	rm -rf $(VENV) .venv-sora .venv-langchain $(TS)/node_modules
