@@ -754,3 +754,99 @@ async def test_condition_reading_another_tools_counter(store):
     await call(engine, store, "write")
     assert (await call(engine, store, "publish")).allowed
     assert await value(engine, store, "write", "_rate_hour") == 2  # reading does not count
+
+
+# -- identity: scopes, identity paths, when, hide_denied ------------------------------------
+
+IDENTITY_POLICY = """\
+    version: "1"
+    hide_denied: true
+    tools:
+      admin_tool:
+        rules:
+          - name: admins only
+            conditions: [{path: identity.claims.role, op: in, value: [admin]}]
+      gen:
+        rules:
+          - action: allow
+            rate_limit: {max: 2, window: 60}
+            scope: user
+      per_session:
+        rules:
+          - action: allow
+            rate_limit: {max: 1, window: 60}
+            scope: mcp-session
+      big:
+        rules:
+          - action: allow
+            rate_limit: {max: 1, window: 60}
+            when: [{path: args.size, op: gt, value: 10}]
+      interns_blocked:
+        rules:
+          - action: deny
+            reason: not for interns
+            when: [{path: identity.claims.team, op: eq, value: interns}]
+    """
+
+
+def who(agent: str, tool: str, args: dict[str, Any] | None = None, *, user: str | None = None,
+        claims: dict[str, Any] | None = None, session: str | None = None) -> Call:
+    return Call(agent, tool, args or {}, user, claims, session)
+
+
+async def test_identity_claims_decide_per_user(store):
+    engine = make(IDENTITY_POLICY, Clock(HOUR0))
+    assert (await engine.evaluate(who("a", "admin_tool", user="ann", claims={"role": "admin"}), store)).allowed
+    d = await engine.evaluate(who("a", "admin_tool", user="bob", claims={"role": "dev"}), store)
+    assert (d.allowed, d.rule) == (False, "admins only")
+    d = await engine.evaluate(who("a", "admin_tool"), store)  # no verified user: no claims to trust
+    assert not d.allowed
+
+
+async def test_user_scope_counts_per_verified_user_across_agents(store):
+    engine = make(IDENTITY_POLICY, Clock(HOUR0))
+    for agent in ("proc-1", "proc-2"):
+        assert (await call_with(engine, store, who(agent, "gen", user="ann"))).allowed
+    assert not (await call_with(engine, store, who("proc-3", "gen", user="ann"))).allowed
+    assert (await call_with(engine, store, who("proc-3", "gen", user="bob"))).allowed
+    d = await engine.evaluate(who("proc-4", "gen"), store)
+    assert not d.allowed and "per verified user" in d.message
+
+
+async def test_mcp_session_scope_counts_inside_an_agent(store):
+    engine = make(IDENTITY_POLICY, Clock(HOUR0))
+    assert (await call_with(engine, store, who("a", "per_session", session="s1"))).allowed
+    assert not (await call_with(engine, store, who("a", "per_session", session="s1"))).allowed
+    assert (await call_with(engine, store, who("a", "per_session", session="s2"))).allowed
+    assert (await call_with(engine, store, who("b", "per_session", session="s1"))).allowed  # another agent
+
+
+async def test_when_selects_the_calls_a_rule_applies_to(store):
+    engine = make(IDENTITY_POLICY, Clock(HOUR0))
+    for _ in range(3):
+        assert (await call_with(engine, store, who("a", "big", {"size": 5}))).allowed  # rule does not apply
+    assert (await call_with(engine, store, who("a", "big", {"size": 50}))).allowed
+    assert not (await call_with(engine, store, who("a", "big", {"size": 50}))).allowed
+    d = await engine.evaluate(who("a", "interns_blocked", user="ivy", claims={"team": "interns"}), store)
+    assert (d.allowed, d.message) == (False, "not for interns")
+    assert (await engine.evaluate(who("a", "interns_blocked", user="ann", claims={"team": "core"}), store)).allowed
+
+
+def test_denied_outright_is_per_caller():
+    engine = make(IDENTITY_POLICY, Clock(HOUR0))
+    intern = who("a", "", user="ivy", claims={"team": "interns", "role": "dev"})
+    admin = who("a", "", user="ann", claims={"role": "admin", "team": "core"})
+
+    def outright(caller: Call, tool: str) -> bool:
+        return engine.denied_outright(Call(caller.agent, tool, {}, caller.user, caller.claims))
+
+    assert outright(intern, "interns_blocked") and not outright(admin, "interns_blocked")
+    assert outright(intern, "admin_tool") and not outright(admin, "admin_tool")
+    assert not outright(intern, "gen") and not outright(intern, "big")  # limits and argument rules: not outright
+
+
+async def call_with(engine: Engine, store: Any, c: Call) -> Decision:
+    decision = await engine.evaluate(c, store)
+    if decision.allowed and decision.reservation is not None:
+        await store.commit(decision.reservation)
+    return decision

@@ -258,7 +258,48 @@ def test_path_prefix(path: str):
                     value: 1
         """)
     assert (issue.line, issue.path) == (7, "tools.t.rules[0].conditions[0].path")
-    assert issue.message == f'path must start with "args." or "state.", got "{path}"'
+    assert issue.message == f'path must start with "args.", "state." or "identity.", got "{path}"'
+
+
+@pytest.mark.parametrize("path", ["identity.claims", "identity.claims.", "identity.user", "identity.claims..x"])
+def test_identity_paths(path: str):
+    issue = only_issue(f"""\
+        version: "1"
+        tools:
+          t:
+            rules:
+              - name: n
+                conditions:
+                  - {{path: "{path}", op: eq, value: 1}}
+        """)
+    assert issue.message.startswith("identity paths are identity.agent, identity.sub and identity.claims.<name>")
+
+
+def test_identity_paths_and_when_validate():
+    policy = ok("""\
+        version: "1"
+        hide_denied: true
+        tools:
+          t:
+            rules:
+              - name: admins only
+                conditions: [{path: identity.claims.role, op: in, value: [admin]}, {path: identity.sub, op: exists, value: true}]
+              - action: allow
+                rate_limit: {max: 3, window: 60}
+                scope: user
+                when: [{path: identity.claims.tier, op: eq, value: free}, {path: args.size, op: gt, value: 10}]
+        """)
+    assert policy.hide_denied and policy.tools["t"].rules[1].effective_scope == "user"
+    issue = only_issue("""\
+        version: "1"
+        tools:
+          t:
+            rules:
+              - action: allow
+                rate_limit: {max: 3, window: 60}
+                when: [{path: state.t.x, op: lt, value: 1}]
+        """)
+    assert issue.message == "when conditions read args and identity, not state"
 
 
 def test_unknown_operator_lists_valid_ones():
@@ -752,7 +793,7 @@ CATALOGUE_OK = """\
 def test_catalogue_form_validates():
     policy = ok(CATALOGUE_OK)
     rules = policy.tools["sora_generate_video"].rules
-    assert rules[0].rate_limit.seconds == 60 and rules[0].effective_scope == "session"
+    assert rules[0].rate_limit.seconds == 60 and rules[0].effective_scope == "agent"
     assert rules[1].rate_limit.seconds == 3600 and rules[1].effective_scope == "global"
     assert policy.tools["delete_video"].rules[0].message == "Deleting is for humans"
 
@@ -835,10 +876,10 @@ def test_catalogue_scope_value():
             rules:
               - action: allow
                 rate_limit: {max: 3, window: 60}
-                scope: agent
+                scope: person
         """)
     assert (issue.line, issue.path) == (7, "tools.t.rules[0].scope")
-    assert "'agent'" in issue.message
+    assert "'person'" in issue.message or "person" in issue.message
 
 
 def test_catalogue_reason_and_on_deny():

@@ -45,16 +45,27 @@ DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "de
 MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cache
 
 
-# Between a counter key's namespace, counter name and session: it cannot appear in
-# YAML-authored names, so it keeps the parts apart unambiguously.
+# Between a counter key's namespace, counter name and who it counts: it cannot appear in
+# YAML-authored names nor in HTTP header values, so it keeps the parts apart unambiguously.
 KEY_SEP = "\x1f"
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    session: str
+    agent: str  # who the agent is (proxy/identity.py): the default unit of counting
     tool: str
     arguments: Mapping[str, Any]
+    user: str | None = None  # the verified user's subject, never an unverified one
+    claims: Mapping[str, Any] | None = None  # that user's verified claims
+    mcp_session: str | None = None  # the MCP session inside the agent (scope: mcp-session)
+
+    def identity(self) -> dict[str, Any]:
+        """What ``identity.*`` paths read: absent parts are missing, never empty."""
+        view: dict[str, Any] = {"agent": self.agent}
+        if self.user is not None:
+            view["sub"] = self.user
+            view["claims"] = self.claims or {}
+        return view
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +91,14 @@ class CounterSpec:
     describe: str  # e.g. "30 calls per 60 s"
 
     def key(self, call: Call) -> str:
-        part = call.session if self.scope == "session" else ""
+        if self.scope == "agent":
+            part = call.agent
+        elif self.scope == "user":
+            part = call.user or ""  # the engine denies a user-scoped call without a user first
+        elif self.scope == "mcp-session":
+            part = f"{call.agent}{KEY_SEP}{call.mcp_session or ''}"
+        else:
+            part = ""
         return KEY_SEP.join((self.namespace, self.name, part))
 
     def amount(self, call: Call) -> Decimal | None:
@@ -100,6 +118,19 @@ class CompiledRule:
     message: str | None
     checks: tuple[CompiledCondition, ...]  # on arguments, and on counters other than the limit
     counter: CounterSpec | None
+    when: tuple[CompiledCondition, ...] = ()  # the rule applies only where all of these hold
+
+    def outright(self, call: Call) -> bool:
+        """Denies this caller whatever the arguments: a deny that applies to it by identity
+        alone, or an identity condition it fails."""
+        if any(not c.path.startswith("identity.") for c in self.when):
+            return False
+        if not all(c.holds_for(resolve(call.identity(), c.segments)) for c in self.when):
+            return False
+        if self.action == "deny":
+            return True
+        return any(c.path.startswith("identity.") and not c.holds_for(resolve(call.identity(), c.segments))
+                   for c in self.checks)
 
 
 def _window_words(window: Window) -> str:
@@ -180,7 +211,8 @@ class Engine:
             CompiledCondition.build(c) for i, c in enumerate(rule.conditions) if i not in limit_idx
         )
         name = rule.name if rule.name and rule.name.strip() else f"{key}.rules[{index}]"
-        return CompiledRule(key, name, rule.action, rule.message, checks, counter)
+        when = tuple(CompiledCondition.build(c) for c in rule.when)
+        return CompiledRule(key, name, rule.action, rule.message, checks, counter, when)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -238,6 +270,8 @@ class Engine:
         now = self.clock()
         requests: list[tuple[CompiledRule, CounterRequest]] = []
         for rule in rules:
+            if rule.when and not all(self._reads(c, call) for c in rule.when):
+                continue
             if rule.action == "deny":
                 return Decision(False, tool, "deny", rule.name,
                                 rule.message or f'Tool "{tool}" is blocked by policy (rule "{rule.name}")')
@@ -246,6 +280,9 @@ class Engine:
                     return Decision(False, tool, "condition", rule.name,
                                     rule.message or f"Invalid arguments for {tool}: {check.describe()}")
             if rule.counter is not None:
+                if rule.counter.scope == "user" and call.user is None:
+                    return Decision(False, tool, "condition", rule.name,
+                                    f"{tool} is limited per verified user, and this request carries no verified user")
                 amount = rule.counter.amount(call)
                 if amount is None:
                     path = ".".join(("args", *rule.counter.increment))
@@ -265,9 +302,23 @@ class Engine:
                             f"{base.rstrip('.')}. Retry after {retry} s.", retry)
         return Decision(True, tool, "allow", reservation=outcome.reservation)
 
+    @staticmethod
+    def _reads(check: CompiledCondition, call: Call) -> bool:
+        """A condition on arguments or identity (no counter)."""
+        source = call.identity() if check.path.startswith("identity.") else call.arguments
+        return check.holds_for(resolve(source, check.segments))
+
+    def denied_outright(self, call: Call) -> bool:
+        """Would every call of ``call.tool`` by this caller be denied, whatever its arguments?
+        (``hide_denied``: such tools are absent from the caller's tools/list.)"""
+        listed, rules = self._rules_for(call.tool)
+        if listed is None or (self.policy.default == "deny" and not listed):
+            return True
+        return any(rule.outright(call) for rule in rules)
+
     async def _check(self, check: CompiledCondition, call: Call, store: Store, now: float) -> bool:
-        if check.path.startswith("args."):
-            return check.holds_for(resolve(call.arguments, check.segments))
+        if not check.path.startswith("state."):
+            return self._reads(check, call)
         ns, name = split_state_path(check.path)
         if ns == "*":
             ns = GLOBAL_NAMESPACE

@@ -43,7 +43,10 @@ OPERATORS = ("eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "co
 NUMERIC_OPS = frozenset({"lt", "lte", "gt", "gte"})
 LIST_OPS = frozenset({"in", "not_in"})
 CALENDAR_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
-SCOPES = ("session", "tool", "global")
+# What a counter counts per: the agent (the catalogue form's default; "session" is its old
+# name), the verified user, the MCP session inside an agent, the tool key, or one shared counter.
+SCOPES = ("agent", "session", "user", "mcp-session", "tool", "global")
+IDENTITY_PATHS = ("identity.agent", "identity.sub")  # and identity.claims.<name>[.<name>...]
 GLOBAL_NAMESPACE = "_global"  # Intercept's counter namespace for "*" rules
 MAX_WINDOW_SECONDS = 31 * 86400
 
@@ -141,10 +144,15 @@ class Condition(_Strict):
     @field_validator("path")
     @classmethod
     def _path_prefix(cls, path: str) -> str:
-        if not (path.startswith("args.") or path.startswith("state.")):
+        if not path.startswith(("args.", "state.", "identity.")):
             raise PydanticCustomError(
-                "policy", 'path must start with "args." or "state.", got {path}', {"path": shown(path)}
+                "policy", 'path must start with "args.", "state." or "identity.", got {path}', {"path": shown(path)}
             )
+        if path.startswith("identity.") and path not in IDENTITY_PATHS and not (
+                path.startswith("identity.claims.") and "" not in path.split(".")):
+            raise PydanticCustomError(
+                "policy", 'identity paths are identity.agent, identity.sub and identity.claims.<name>, got {path}',
+                {"path": shown(path)})
         if path.startswith("state.") and not all(split_state_path(path)):
             raise PydanticCustomError(
                 "policy", 'state paths look like "state.<tool|_global>.<counter>", got {path}', {"path": shown(path)}
@@ -268,7 +276,9 @@ class Rule(_Strict):
     reason: StrictStr | None = None
     state: StateDef | None = None
     rate_limit: StrictStr | RateLimit | None = None
-    scope: Literal["session", "tool", "global"] | None = None
+    scope: Literal["agent", "session", "user", "mcp-session", "tool", "global"] | None = None
+    # Our extension: the rule applies only to calls for which all of these hold (args, identity).
+    when: list[Condition] = Field(default_factory=list)
 
     @field_validator("rate_limit")
     @classmethod
@@ -314,10 +324,10 @@ class Rule(_Strict):
 
     @property
     def effective_scope(self) -> str:
-        """Catalogue limits are per agent session; Intercept's counters are per tool."""
+        """Catalogue limits are per agent; Intercept's counters are per tool."""
         if self.scope is not None:
-            return self.scope
-        return "session" if isinstance(self.rate_limit, RateLimit) else "tool"
+            return "agent" if self.scope == "session" else self.scope
+        return "agent" if isinstance(self.rate_limit, RateLimit) else "tool"
 
 
 def _reraise(exc: ValidationError) -> list[InitErrorDetails]:
@@ -384,6 +394,9 @@ def _rule_shape_errors(raw: dict) -> list[InitErrorDetails]:
             fail("name", "rule must have a name" + (f", got {shown_value(name)}" if name is not None else ""))
     if raw.get("scope") is not None and rate_limit is None and not has_state:
         fail("scope", "scope applies to a rule's counter (rate_limit or state); this rule has none")
+    when = raw.get("when")
+    if isinstance(when, list) and any(isinstance(c, dict) and str(c.get("path", "")).startswith("state.") for c in when):
+        fail("when", "when conditions read args and identity, not state")
     state = raw.get("state")
     if isinstance(state, dict) and state.get("increment_from") is not None and "increment" in state:
         fail("state", "give either increment or increment_from, not both")
@@ -461,6 +474,8 @@ class Policy(_Strict):
     description: StrictStr | None = None
     default: Any = "allow"
     hide: list[StrictStr] = Field(default_factory=list)
+    # Our extension: a tool denied outright for a caller is absent from that caller's tools/list.
+    hide_denied: StrictBool = False
     tools: dict[StrictStr, ToolPolicy]
     fingerprints: Fingerprints | None = None
 
