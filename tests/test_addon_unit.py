@@ -86,41 +86,50 @@ def issue(addon: InterceptAddon, url: str, session: str) -> None:
 
 
 class TestIdentityChain:
-    def session(self, addon: InterceptAddon, flow: http.HTTPFlow) -> str:
+    async def who(self, addon: InterceptAddon, flow: http.HTTPFlow):  # type: ignore[no-untyped-def]
         s = addon.settings
-        return addon.identities.of(flow, header_map(flow.request.headers), s.identity, s.agent_header, None)
+        return await addon.identities.of(flow, header_map(flow.request.headers), s.identity, s.agent_header, None)
 
-    def test_only_ids_the_same_origin_issued_count(self, addon_ctx):
-        addon, _ = addon_ctx
+    async def agent(self, addon: InterceptAddon, flow: http.HTTPFlow) -> str:
+        return (await self.who(addon, flow)).agent
+
+    async def test_a_session_counts_only_on_the_origin_that_issued_it(self, addon_ctx):
+        addon, tctx = addon_ctx
         flow = request_flow({}, headers={"mcp-session-id": "s-1", "x-agent-id": "bot"})
-        assert self.session(addon, flow) == "agent-header:bot"
+        assert (await self.who(addon, flow)).mcp_session is None
         issue(addon, "http://127.0.0.1:10/mcp", "s-1")  # another port: another origin
         issue(addon, "https://127.0.0.1:9/mcp", "s-1")  # another scheme
-        assert self.session(addon, flow) == "agent-header:bot"
+        assert (await self.who(addon, flow)).mcp_session is None
         issue(addon, "http://127.0.0.1:9/other", "s-1")  # the origin that issued it, any path
-        assert self.session(addon, flow) == "mcp-session:s-1"
+        who = await self.who(addon, flow)
+        assert (who.agent, who.mcp_session) == ("agent-header:bot", "s-1")  # a session inside the agent
+        tctx.configure(addon, intercept_identity="mcp-session,agent-header")  # the old behaviour, on request
+        assert await self.agent(addon, flow) == "mcp-session:s-1"
 
-    def test_query_session_parameter_is_no_identity_header_authorization_client_are(self, addon_ctx):
+    async def test_default_order_header_authorization_client_and_no_query_session(self, addon_ctx):
         addon, _ = addon_ctx
-        client = f"client:{tflow.tclient_conn().peername[0]}"
-        assert self.session(addon, request_flow({}, path="/messages/?session_id=abc")) == client
-        assert self.session(addon, request_flow({}, path="/message?sessionId=xyz")) == client
+        assert addon.settings.identity == ("agent-header", "authorization", "process", "client")
+        client = f"client:{tflow.tclient_conn().peername[0]}"  # a test connection has no local process
+        assert await self.agent(addon, request_flow({}, path="/messages/?session_id=abc")) == client
+        assert await self.agent(addon, request_flow({}, path="/message?sessionId=xyz")) == client
         flow = request_flow({}, headers={"authorization": "Bearer t0ken"})
-        assert self.session(addon, flow) == "authorization:" + hashlib.sha256(b"Bearer t0ken").hexdigest()[:16]
-        assert self.session(addon, request_flow({})) == client
+        assert await self.agent(addon, flow) == "authorization:" + hashlib.sha256(b"Bearer t0ken").hexdigest()[:16]
+        flow = request_flow({}, headers={"authorization": "Bearer t0ken", "x-agent-id": "bot"})
+        assert await self.agent(addon, flow) == "agent-header:bot"
+        assert await self.agent(addon, request_flow({})) == client
 
-    def test_configured_order_and_header_name(self, addon_ctx):
+    async def test_configured_order_and_header_name(self, addon_ctx):
         addon, tctx = addon_ctx
         tctx.configure(addon, intercept_identity="authorization,agent-header", intercept_agent_header="X-Team")
         flow = request_flow({}, headers={"x-team": "red", "authorization": "k"})
-        assert self.session(addon, flow).startswith("authorization:")
+        assert (await self.agent(addon, flow)).startswith("authorization:")
         del flow.request.headers["authorization"]
-        assert self.session(addon, flow) == "agent-header:red"
+        assert await self.agent(addon, flow) == "agent-header:red"
 
-    def test_long_client_chosen_values_are_hashed(self, addon_ctx):
+    async def test_long_client_chosen_values_are_hashed(self, addon_ctx):
         addon, _ = addon_ctx
         long = "a" * 500
-        assert self.session(addon, request_flow({}, headers={"x-agent-id": long})) == \
+        assert await self.agent(addon, request_flow({}, headers={"x-agent-id": long})) == \
             "agent-header:" + hashlib.sha256(long.encode()).hexdigest()
 
 

@@ -40,12 +40,13 @@ async def test_one_line_per_decision(proxy):
     for i in range(4):
         await proxy.call("generate", {"prompt": f"p{i}"})
     allowed, deleted, *generated = proxy.log_lines()
-    assert allowed.keys() == {"time", "instance", "flow", "session", "tool", "decision", "kind", "rule", "message",
-                              "retry_after", "blocked", "args_sha256"}
+    assert allowed.keys() == {"time", "instance", "flow", "agent", "user", "process", "session", "tool", "decision",
+                              "kind", "rule", "message", "retry_after", "blocked", "args_sha256"}
     assert datetime.fromisoformat(allowed["time"]).utcoffset().total_seconds() == 0
     assert allowed["instance"] == f"{socket.gethostname()}:{os.getpid()}"
     assert allowed | {"time": None, "instance": None, "flow": None} == {
-        "time": None, "instance": None, "flow": None, "session": "agent-header:a1", "tool": "echo",
+        "time": None, "instance": None, "flow": None, "agent": "agent-header:a1", "user": None, "process": None,
+        "session": None, "tool": "echo",
         "decision": "allow", "kind": "allow", "rule": None, "message": None, "retry_after": None, "blocked": False,
         "args_sha256": digest({"text": "héllo", "a": [1, 2]})}
     assert deleted["decision"] == "deny" and deleted["kind"] == "deny" and deleted["rule"] == "no deletes"
@@ -67,7 +68,7 @@ async def test_refused_requests_are_logged(proxy):
     assert flow.response is not None and flow.response.status_code == 400
     [entry] = proxy.log_lines()
     assert entry["decision"] == "refused" and entry["kind"] == "protocol" and entry["blocked"] is True
-    assert "duplicate" in entry["message"] and entry["session"] is None and "args_sha256" not in entry
+    assert "duplicate" in entry["message"] and entry["agent"] is None and "args_sha256" not in entry
 
 
 async def test_arguments_only_when_asked_and_redacted_at_any_depth(proxy):
@@ -169,7 +170,7 @@ async def test_status_cli_summarises_the_log(proxy):
     assert {tuple(row.split()) for row in top[3:5]} == {("1", "max", "charge", "charge"),
                                                         ("1", "(protocol)", "-")}
     recent = lines[lines.index("recent denials (last 4):") + 1:]
-    assert recent[0].split() == ["time", "session", "tool", "decision", "rule", "message"]
+    assert recent[0].split() == ["time", "agent", "tool", "decision", "rule", "message"]
     assert "agent-header:a2" in recent[2] and "Deleting everything is not allowed" in recent[2]
     assert "Charges above 500 are not allowed" in recent[3] and "refused" in recent[5]
 

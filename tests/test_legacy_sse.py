@@ -89,11 +89,12 @@ async def test_rate_limit_per_legacy_session(stack_factory):
         assert err.data["rule"] == "generate limit"
         assert 0 < err.data["retry_after"] <= 60 and "Retry after" in err.message
 
-    # A new SSE connection is a new legacy session, with its own counters.
+    # A new SSE connection of the same agent (this process) shares the agent's budget.
     async with session(url) as s:
-        assert (await s.call_tool("generate", {"prompt": "other"})).content[0].text == "generated other"
+        err = await denied(s, "generate", {"prompt": "other"})
+        assert err.data["rule"] == "generate limit"
 
-    assert ran(stack.side_log).count("generate") == 4
+    assert ran(stack.side_log).count("generate") == 3
 
 
 async def test_deny_as_result(stack_factory):

@@ -108,8 +108,9 @@ async def test_denied_call_in_mitmweb(web, browser, tmp_path: Path):
     assert await view.locator(".controls h5").inner_text() == "MCP"  # chosen over the JSON view
     text = await view.inner_text()
     for line in ("method: tools/call", "tool: delete_everything", "decision: deny", "rule: no deletes",
-                 "message: Deleting everything is not allowed", "session: mcp-session:"):
+                 "message: Deleting everything is not allowed", "agent: agent-header:agent-1"):
         assert line in text
+    assert f"process: python3 (pid {os.getpid()})" in text or f"(pid {os.getpid()})" in text  # found by its connection
     await page.locator("header nav a", has_text="Flow List").click()  # show the filter in the picture
     await page.screenshot(path=str(tmp_path / "mitmweb-denied.png"))
     if os.environ.get("UPDATE_SCREENSHOT"):  # a test run must not rewrite tracked files
@@ -150,7 +151,7 @@ async def test_commands_through_mitmwebs_http_api(web):
         status = api_command(web_port, token, "intercept.status")["value"]
         assert "decisions since start: 4 (allow 3, deny 1)" in status
         [counter] = [row.split() for row in status if row.startswith("generate  _rate_60s")]
-        assert counter[:2] == ["generate", "_rate_60s"] and counter[2].startswith("mcp-session:")
+        assert counter[:2] == ["generate", "_rate_60s"] and counter[2] == "agent-header:agent-1"
         assert counter[3:] == ["3", "3", "calls", "per", "60", "s"]
 
         reset = api_command(web_port, token, "intercept.reset", "generate", "_rate_60s")["value"]

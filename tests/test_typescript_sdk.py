@@ -209,8 +209,8 @@ def test_everything_ts_client(everything):
     assert text_of(again) == "The sum of 2 and 3 is 5."
     log = everything.proxy.output()
     assert "deny tool=gzip-file-as-resource" in log
-    if kind == "sse":  # legacy: keyed on the TS sessionId; every POST got 202, the denial came on the stream
-        assert re.search(r'deny tool=gzip-file-as-resource session="legacy-session:/message\?sessionId=[0-9a-f-]{36}" ', log)
+    if kind == "sse":  # legacy: the agent is the node process; every POST got 202, the denial came on the stream
+        assert re.search(r'deny tool=gzip-file-as-resource agent="process:\d+@\d+" ', log)  # the node client
         statuses = re.findall(r"POST \S+/message\?sessionId=\S+\n\s+<< (\d+)", log)
         assert len(statuses) >= 5 and set(statuses) == {"202"}
 

@@ -11,7 +11,7 @@
 
    * session ``agent-1`` lists the tools (the two async tools are hidden),
      calls ``sora_generate_video_from_image`` 35 times with valid arguments
-     (the policy allows 30 per 60 s per session, so calls 31-35 are denied
+     (the policy allows 30 per 60 s per agent, so calls 31-35 are denied
      with a retry_after), then 3 times with invalid arguments (rejected by the
      policy's argument validation);
    * session ``agent-2`` makes 3 image-to-video calls: its own budget.
@@ -82,7 +82,7 @@ DENIED_PREFIX = "[INTERCEPT POLICY DENIED]"
 VIDEOS_PATH = "/sora/videos"
 
 # The scenario and what policies/mcp-sora.yaml makes of it.
-RATE_LIMIT = 30  # image-to-video calls per session ...
+RATE_LIMIT = 30  # image-to-video calls per agent ...
 RATE_WINDOW = 60  # ... per this many seconds (sliding)
 AGENT1_CALLS = 35
 AGENT2_CALLS = 3

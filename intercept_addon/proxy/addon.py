@@ -11,6 +11,7 @@ replies, decision hooks), Continuations (multi-round-trip calls).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import traceback
@@ -33,6 +34,7 @@ from intercept_addon.proxy.policy_source import PolicySource
 from intercept_addon.proxy.responses import ResponseJudge
 from intercept_addon.proxy.settings import Settings
 from intercept_addon.proxy.streams import fail_response
+from intercept_addon.proxy.tokens import TokenVerifier
 from intercept_addon.proxy.toollists import ToolLists
 from intercept_addon.proxy.verdicts import Verdicts
 from intercept_addon.wire.jsonrpc import INTERNAL_ERROR, ProtocolError
@@ -57,6 +59,10 @@ class InterceptAddon:
         self.responses = ResponseJudge(self)
         self.flows: dict[str, Pending] = {}  # forwarded requests still owed an answer
         self.legacy_posts: dict[str, tuple[LegacyStream, Any]] = {}  # POST flow -> (its stream, id key)
+        self.stream_callers: dict[str, Any] = {}  # GET event-stream flow -> its caller (a Who), until answered
+        self.tokens: TokenVerifier | None = None
+        self._running = False
+        self._background: set[asyncio.Task[None]] = set()  # verifier starts and closes after a change
 
     # -- what other addons read ------------------------------------------------------------
 
@@ -98,16 +104,37 @@ class InterceptAddon:
         opts = ctx.options
         self.settings = options.read(opts)
         options.check_mitmproxy_options(opts, updated)
+        if any(o.startswith("intercept_jwt_") for o in updated):
+            self._use_tokens(TokenVerifier.from_options(opts))
         self.counters.configure(opts, updated)
         if "intercept_policy" in updated:
             self.policy.configure(opts.intercept_policy)
 
-    def running(self) -> None:
+    async def running(self) -> None:
+        self._running = True
         self.policy.start()
+        if self.tokens is not None:
+            await self.tokens.start()
+
+    def _use_tokens(self, tokens: TokenVerifier | None) -> None:
+        """Swap the verifier; once running, the new one starts and the old one closes in the background."""
+        old, self.tokens = self.tokens, tokens
+        if not self._running:
+            return
+        loop = asyncio.get_running_loop()
+        for work in ([tokens.start()] if tokens is not None else []) + ([old.close()] if old is not None else []):
+            task = loop.create_task(work)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def done(self) -> None:
         await self.policy.stop()
+        if self.tokens is not None:
+            await self.tokens.close()
         await self.counters.close()
+
+    def client_disconnected(self, client: Any) -> None:
+        self.identities.processes.forget(client)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -143,6 +170,7 @@ class InterceptAddon:
             self.responses.end(flow)
 
     def _legacy_flow_over(self, flow: http.HTTPFlow) -> None:
+        self.stream_callers.pop(flow.id, None)
         self.responses.get_stream_end(flow)  # a streamed GET's hooks run once the stream is over
         post = self.legacy_posts.pop(flow.id, None)
         if post is not None:

@@ -86,7 +86,7 @@ class Answers:
         call = pending.calls.pop(key, None)
         if call is not None:
             self._settle(call, msg)
-        return item if self.toollists.judge(flow, item) else None
+        return item if self.toollists.judge(flow, item, pending.caller) else None
 
     @staticmethod
     def _began(pending: Pending, msg: Message, own_stream: bool) -> None:

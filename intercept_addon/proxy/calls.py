@@ -14,13 +14,15 @@ from mitmproxy import http
 
 from intercept_addon.policy.engine import Call
 from intercept_addon.proxy.continuations import retry_state
+from intercept_addon.proxy.identity import Who
 from intercept_addon.proxy.legacy_streams import LegacyStream
 from intercept_addon.proxy.pending import OwedCall, Pending
+from intercept_addon.proxy.tokens import TokenError
 from intercept_addon.proxy.verdicts import reply
 from intercept_addon.wire import admission, jsonrpc, legacy, mcp
 from intercept_addon.wire.admission import Admitted
 from intercept_addon.wire.jsonrpc import INVALID_REQUEST, ProtocolError, id_key
-from intercept_addon.wire.text import shown
+from intercept_addon.wire.text import escaped, shown
 
 if TYPE_CHECKING:
     from intercept_addon.proxy.addon import InterceptAddon
@@ -46,6 +48,8 @@ class CallJudge:
         core, req = self.core, flow.request
         if req.method == "GET" and "text/event-stream" in req.headers.get("accept", "").lower():
             req.headers["accept-encoding"] = "identity"  # a legacy stream must be readable
+            if core.toollists.engine is not None:  # its answers are filtered for this caller
+                core.stream_callers[flow.id] = await self.who(flow, header_map(req.headers), None)
         # Every body is judged, whatever the method: a lenient server may route PUT or PATCH
         # to its JSON-RPC handler too. Bodiless requests (GET streams, DELETE) carry no call.
         if req.method != "POST" and not req.raw_content:
@@ -57,12 +61,10 @@ class CallJudge:
         stream = core.legacy.for_post(req)
         if stream is not None:
             _check_legacy(admitted, stream)
-        identity = core.identities.of(flow, headers, core.settings.identity, core.settings.agent_header,
-                                      stream.key if stream is not None else None)
-        flow.metadata["mcp.session"] = identity
-        pending = Pending()
+        who = await self.who(flow, headers, stream.key if stream is not None else None)
+        pending = Pending(caller=who)
         try:
-            denials = [await self._message(flow, admitted, i, identity, pending)
+            denials = [await self._message(flow, admitted, i, who, pending)
                        for i in range(len(admitted.messages))]
             if stream is not None:
                 self._legacy_post(flow, admitted, denials[0], pending, stream)
@@ -75,7 +77,29 @@ class CallJudge:
                 if not ticket.forwarded:
                     core.counters.ledger.release(ticket)
 
-    async def _message(self, flow: http.HTTPFlow, admitted: Admitted, index: int, identity: str,
+    async def who(self, flow: http.HTTPFlow, headers: dict[str, str], legacy_key: str | None) -> Who:
+        """The caller, noted on the flow. A token that fails verification (when configured) is
+        refused with 401: the request never reaches the server."""
+        core = self.core
+        user = None
+        if core.tokens is not None:
+            try:
+                user = await core.tokens.verify(headers.get("authorization"))
+            except TokenError as exc:
+                raise ProtocolError(INVALID_REQUEST, f"authorization refused: {exc}", status=401) from None
+        who = await core.identities.of(flow, headers, core.settings.identity, core.settings.agent_header,
+                                       legacy_key, user)
+        meta = flow.metadata
+        meta["mcp.agent"] = who.agent
+        if who.user is not None:
+            meta["mcp.user"] = who.user
+        if who.mcp_session is not None:
+            meta["mcp.session"] = who.mcp_session
+        if who.process is not None:
+            meta["mcp.process"] = f"{escaped(who.process.name)} (pid {who.process.pid})"  # the process names itself
+        return who
+
+    async def _message(self, flow: http.HTTPFlow, admitted: Admitted, index: int, who: Who,
                        pending: Pending) -> Denial | None:
         """Judge one message; return the local reply if it is denied."""
         core, msg = self.core, admitted.messages[index]
@@ -94,16 +118,17 @@ class CallJudge:
             flow.metadata["mcp.decision"] = "inspect"
             return None
         is_retry, state = retry_state(msg.params)
-        counted = not (is_retry and core.continuations.take(identity, call.name, state))
+        counted = not (is_retry and core.continuations.take(who.agent, call.name, state))
         decision = core.toollists.pin_decision(flow, call.name) or await engine.evaluate(
-            Call(identity, call.name, call.arguments), store, count=counted)  # type: ignore[arg-type]
+            Call(who.agent, call.name, call.arguments, who.user, who.claims, who.mcp_session),
+            store, count=counted)  # type: ignore[arg-type]
         ticket = None
         if decision.reservation is not None and decision.reservation.applied:
             ticket = core.counters.ledger.open(store, decision.reservation)  # type: ignore[arg-type]
         if ticket is not None or not counted:  # its answer settles it, or may ask for another round
             meta = (msg.params or {}).get("_meta")
             token = meta.get("progressToken") if isinstance(meta, dict) else None
-            pending.calls[id_key(msg.id)] = OwedCall(msg.id, identity, call.name, ticket,  # type: ignore[arg-type]
+            pending.calls[id_key(msg.id)] = OwedCall(msg.id, who.agent, call.name, ticket,  # type: ignore[arg-type]
                                                      id_key(token) if token is not None else None)
         core.verdicts.annotate(flow, decision, call.arguments, core.settings)
         if decision.allowed or not core.settings.enforcing:

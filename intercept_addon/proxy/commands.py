@@ -39,7 +39,7 @@ def _counter_rows(intercept: InterceptAddon, counters: list[tuple[str, Decimal]]
         spec = intercept.engine.counter(namespace, name) if intercept.engine is not None else None
         rows.append((namespace, name, session or "(all)", total, spec.describe if spec else "(not in the policy)"))
     return ["counters (current window):",
-            *format_table(["tool", "counter", "session", "value", "limit"], rows)]
+            *format_table(["tool", "counter", "counted for", "value", "limit"], rows)]
 
 
 class InterceptCommands:

@@ -31,7 +31,8 @@ MAX_DEPTH = 512  # the nesting the addon accepts in answers
 STREAM_CUT_KEY = "mcp.stream_bytes"  # total bytes of a stream whose kept copy was cut short
 # flow.metadata keys shown in the header, in this order (set by InterceptAddon).
 HEADER_KEYS = (("decision", "mcp.decision"), ("rule", "mcp.rule"), ("message", "mcp.reason"),
-               ("retry_after", "mcp.retry_after"), ("session", "mcp.session"))
+               ("retry_after", "mcp.retry_after"), ("agent", "mcp.agent"), ("user", "mcp.user"),
+               ("process", "mcp.process"), ("session", "mcp.session"))
 
 
 def _is_json(content_type: str | None) -> bool:

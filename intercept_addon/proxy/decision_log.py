@@ -4,7 +4,8 @@ A small addon with its own options. The InterceptAddon calls :meth:`DecisionLog.
 the one place it records a decision (its ``decision_hooks``). A line looks like::
 
     {"time": "2026-05-01T12:00:00.123+00:00", "instance": "host:4242", "flow": "…",
-     "session": "agent-header:a1", "tool": "charge", "decision": "deny", "kind": "condition",
+     "agent": "process:4321@1764628800123", "user": null, "process": "python3 (pid 4321)",
+     "session": null, "tool": "charge", "decision": "deny", "kind": "condition",
      "rule": "max charge", "message": "…", "retry_after": null, "blocked": true,
      "args_sha256": "…"}
 
@@ -183,6 +184,9 @@ class DecisionLog:
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "instance": self.instance,
             "flow": flow.id,
+            "agent": meta.get("mcp.agent"),
+            "user": meta.get("mcp.user"),
+            "process": meta.get("mcp.process"),
             "session": meta.get("mcp.session"),
         }
         if decision is None:
@@ -279,8 +283,8 @@ def report(summary: Summary, *, top: int = 10) -> list[str]:
     if summary.denials:
         lines += ["", f"recent denials (last {len(summary.denials)}):"]
         lines += format_table(
-            ["time", "session", "tool", "decision", "rule", "message"],
-            [(d.get("time", "-"), d.get("session") or "-", d.get("tool") or "-",
+            ["time", "agent", "tool", "decision", "rule", "message"],
+            [(d.get("time", "-"), d.get("agent") or d.get("session") or "-", d.get("tool") or "-",
               d["decision"] + ("" if d.get("blocked", True) else " (not blocked)"),
               d.get("rule") or "-", d.get("message") or "-") for d in summary.denials])
     return lines

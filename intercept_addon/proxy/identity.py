@@ -1,20 +1,30 @@
-"""Who is calling: the identity counters are kept per (``scope: session``).
+"""Who is calling: the agent a call is counted for, its verified user, its MCP session.
 
-Sources, tried in the configured order (``intercept_identity``), first present wins:
-* ``mcp-session``: an ``Mcp-Session-Id`` that the same origin (scheme, host, port) issued. An
-  id the client made up, or one another server issued (in regular mode a site the agent
-  controls), is no session: a client cannot mint fresh budgets.
-* ``legacy-session``: the stream of a legacy HTTP+SSE endpoint the POST went to. A query
-  ``session_id`` anywhere else means nothing.
-* ``agent-header``, ``authorization`` (a hash of the header), ``client`` (the peer address).
+The agent comes from the first of the configured sources (``intercept_identity``) present:
+* ``agent-header``: the agent names itself (``X-Agent-Id``);
+* ``authorization``: the verified user's subject when JWT verification is configured (proxy/
+  tokens.py; an unverifiable token never gets this far), else a hash of the header;
+* ``process``: the local process that opened the client's connection (pid and start time, so a
+  restarted agent is a new agent), when the client is on this machine;
+* ``client``: the peer address;
+* ``mcp-session`` / ``legacy-session`` (not in the default order): the MCP session itself, as
+  before, for users who want a budget per session.
+The MCP session is always known too, as a scope inside the agent (``scope: mcp-session``): an
+``Mcp-Session-Id`` the same origin (scheme, host, port) issued, or the legacy stream whose
+announced endpoint the POST went to. A made-up id, or one another server issued, is no session.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
+
+from intercept_addon.proxy.local_process import LocalProcess, LocalProcesses
 
 MAX_ISSUED_SESSIONS = 100_000
 MAX_VALUE_LENGTH = 128  # client-chosen: keep counter keys small
@@ -26,9 +36,23 @@ def origin_of(request: http.Request) -> Origin:
     return request.scheme, request.host.lower(), request.port
 
 
+@dataclass(frozen=True, slots=True)
+class Who:
+    agent: str
+    user: str | None = None  # the verified subject
+    claims: Mapping[str, Any] | None = None
+    mcp_session: str | None = None
+    process: LocalProcess | None = None  # shown on the flow, whatever the agent source
+
+
+def _bounded(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest() if len(value) > MAX_VALUE_LENGTH else value
+
+
 class Identities:
     def __init__(self) -> None:
         self._issued: OrderedDict[tuple[Origin, str], None] = OrderedDict()  # oldest first, bounded
+        self.processes = LocalProcesses()
 
     def note_issued(self, flow: http.HTTPFlow) -> None:
         """A 2xx answer carrying ``Mcp-Session-Id``: that origin issued the session."""
@@ -43,28 +67,43 @@ class Identities:
         if len(self._issued) > MAX_ISSUED_SESSIONS:
             self._issued.popitem(last=False)
 
-    def of(self, flow: http.HTTPFlow, headers: dict[str, str], sources: tuple[str, ...], agent_header: str,
-           legacy_key: str | None) -> str:
-        """The identity of a request. ``legacy_key``: the live legacy stream its POST goes to."""
+    async def of(self, flow: http.HTTPFlow, headers: dict[str, str], sources: tuple[str, ...], agent_header: str,
+                 legacy_key: str | None, user: Any = None) -> Who:
+        """Who sent this request. ``legacy_key``: the live legacy stream its POST goes to;
+        ``user``: the VerifiedUser of its token, when verification is configured."""
+        session = self._session(flow, headers, legacy_key)
+        process = await self.processes.resolve(flow.client_conn) if "process" in sources else None
+        agent = next((a for s in sources if (a := _agent(s, flow, headers, agent_header, session, user, process))),
+                     "anonymous")
+        return Who(agent, user.sub if user is not None else None, user.claims if user is not None else None,
+                   session, process)
+
+    def _session(self, flow: http.HTTPFlow, headers: dict[str, str], legacy_key: str | None) -> str | None:
         if legacy_key is not None:
-            # On a legacy endpoint the stream is the session: an Mcp-Session-Id header there is
-            # ignored by the server, so it must not mint fresh per-session budgets either.
-            return f"legacy-session:{legacy_key}"
-        for source in sources:
-            value: str | None = None
-            if source == "mcp-session":
-                value = headers.get("mcp-session-id")
-                if value is not None and (origin_of(flow.request), value) not in self._issued:
-                    value = None
-            elif source == "agent-header":
-                value = headers.get(agent_header)
-            elif source == "authorization":
-                auth = headers.get("authorization")
-                value = hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else None
-            elif source == "client":
-                value = flow.client_conn.peername[0] if flow.client_conn.peername else None
-            if value:
-                if len(value) > MAX_VALUE_LENGTH:
-                    value = hashlib.sha256(value.encode()).hexdigest()
-                return f"{source}:{value}"
-        return "anonymous"
+            return f"legacy:{legacy_key}"
+        value = headers.get("mcp-session-id")
+        if value is not None and (origin_of(flow.request), value) in self._issued:
+            return _bounded(value)
+        return None
+
+
+def _agent(source: str, flow: http.HTTPFlow, headers: dict[str, str], agent_header: str, session: str | None,
+           user: Any, process: LocalProcess | None) -> str | None:
+    """The agent as ``source`` names it (``source:value``), None if it does not apply."""
+    value: str | None = None
+    if source == "agent-header":
+        value = headers.get(agent_header)
+    elif source == "authorization":
+        if user is not None:
+            return f"user:{_bounded(user.sub)}"
+        auth = headers.get("authorization")
+        value = hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else None
+    elif source == "process":
+        value = process.key if process is not None else None
+    elif source == "client":
+        value = flow.client_conn.peername[0] if flow.client_conn.peername else None
+    elif source == "mcp-session":
+        value = session if session is not None and not session.startswith("legacy:") else None
+    elif source == "legacy-session":
+        value = session[len("legacy:"):] if session is not None and session.startswith("legacy:") else None
+    return f"{source}:{_bounded(value)}" if value else None

@@ -24,6 +24,7 @@ class OwedCall:
 
 @dataclass(slots=True)
 class Pending:
+    caller: Any = None  # the Who of the request (tools/list answers are filtered for it)
     calls: dict[Any, OwedCall] = field(default_factory=dict)
     lists: dict[Any, str | int] = field(default_factory=dict)  # tools/list requests
     denials: dict[Any, dict[str, Any]] = field(default_factory=dict)  # legacy: replies for the pings sent instead

@@ -76,6 +76,7 @@ class ResponseJudge:
             return
         resp.headers.pop("content-length", None)  # events may be rewritten: their length changes
         stream = core.legacy.opened(flow)
+        stream.pending.caller = core.stream_callers.pop(flow.id, None)
         messages = self._transform(flow, stream.pending, own_stream=False)
 
         def transform(event: SseEvent) -> bytes | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mitmproxy import exceptions
 
+from intercept_addon.proxy import tokens
 from intercept_addon.state.fail_mode import FAIL_MODES
 from intercept_addon.wire import mcp
 from intercept_addon.wire.encodings import BODY_BUFFER_LIMIT
@@ -19,7 +20,8 @@ from intercept_addon.wire.admission import Limits
 
 MODES = ("enforce", "monitor")
 DENY_AS = ("error", "result")
-IDENTITY_SOURCES = ("mcp-session", "legacy-session", "agent-header", "authorization", "client")
+IDENTITY_SOURCES = ("agent-header", "authorization", "process", "client", "mcp-session", "legacy-session")
+DEFAULT_IDENTITY = ("agent-header", "authorization", "process", "client")  # proxy/identity.py
 CHOICES = {"intercept_mode": MODES, "intercept_deny_as": DENY_AS, "intercept_state_fail": FAIL_MODES}
 
 
@@ -38,11 +40,12 @@ def declare(loader: Any) -> None:
         "or open (allow them uncounted, logged).", choices=FAIL_MODES)
     add("intercept_max_body", int, 4 * 1024 * 1024, "Largest MCP request body accepted, bytes.")
     add("intercept_max_depth", int, 64, "Deepest JSON nesting accepted in an MCP message.")
-    add("intercept_identity", str, ",".join(IDENTITY_SOURCES),
-        "Where an agent session's identity comes from, first match wins: " + ", ".join(IDENTITY_SOURCES))
+    add("intercept_identity", str, ",".join(DEFAULT_IDENTITY),
+        "Where the agent's identity comes from, first present wins: " + ", ".join(IDENTITY_SOURCES))
     add("intercept_agent_header", str, "x-agent-id", "Header naming the agent (agent-header source).")
     add("intercept_tool_names", str, mcp.DEFAULT_TOOL_NAME,
         "Regex every tools/call name must match in full (refuses lookalike names).")
+    tokens.declare(loader)
     add("intercept_log_allowed", bool, False,
         "A line in mitmproxy's event log for each allowed call too (denials and refusals always "
         "get one; the decision log has every decision). Costs ~10% throughput at high call rates.")

@@ -12,7 +12,7 @@ from typing import Any
 from mitmproxy import http
 
 from intercept_addon.policy import fingerprint
-from intercept_addon.policy.engine import Decision, Engine
+from intercept_addon.policy.engine import Call, Decision, Engine
 from intercept_addon.wire import mcp
 
 log = logging.getLogger("intercept")
@@ -35,14 +35,20 @@ class ToolLists:
         policy = self.engine.policy if self.engine is not None else None
         return policy is not None and (bool(policy.hide) or policy.fingerprints is not None)
 
-    def judge(self, flow: http.HTTPFlow, msg: dict[str, Any]) -> bool:
-        """Filter ``msg`` in place if it is shaped like a tools/list result; True if it changed."""
+    def judge(self, flow: http.HTTPFlow, msg: dict[str, Any], caller: Any = None) -> bool:
+        """Filter ``msg`` in place if it is shaped like a tools/list result; True if it changed.
+        ``caller`` (a Who): with ``hide_denied``, tools denied outright for it are dropped too."""
         engine = self.engine
         if engine is None or not mcp.listed_tools(msg):
             return False
+        hidden = engine.is_hidden
+        if engine.policy.hide_denied and caller is not None:
+            def hidden(name: str) -> bool:
+                return engine.is_hidden(name) or engine.denied_outright(
+                    Call(caller.agent, name, {}, caller.user, caller.claims, caller.mcp_session))
         pins = engine.policy.fingerprints
         if pins is None:
-            return mcp.filter_tools(msg, engine.is_hidden)
+            return mcp.filter_tools(msg, hidden)
         changes = self.pins.observe(mcp.listed_tools(msg), pins.tools)
         if changes:
             names = ", ".join(sorted({c.tool for c in changes}))  # pinned names: the policy's own
@@ -53,7 +59,7 @@ class ToolLists:
                 log.warning(f"intercept: tool definition changed since it was pinned: tool={c.tool!r} "
                             f"pinned={c.pinned} served={c.served} on_change={pins.on_change}")
         hide = pins.on_change == "hide"
-        return mcp.filter_tools(msg, lambda name: engine.is_hidden(name)
+        return mcp.filter_tools(msg, lambda name: hidden(name)
                                 or (hide and self.pins.changed(name, pins.tools) is not None))
 
     def pin_decision(self, flow: http.HTTPFlow, tool: str) -> Decision | None:

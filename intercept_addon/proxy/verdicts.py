@@ -40,6 +40,8 @@ class Verdicts:
         log.info(f"intercept: refused {flow.request.method} {flow.request.pretty_url}: {exc.message}")
         if settings.enforcing:
             reply(flow, exc.status, jsonrpc.error_body(exc.id, exc.code, f"{mcp.DENIED_PREFIX} {exc.message}"))
+            if exc.status == 401:
+                flow.response.headers["www-authenticate"] = 'Bearer error="invalid_token"'  # type: ignore[union-attr]
         self.notify(flow, None, None)  # last: the reply above is in place whatever they do
 
     def denial(self, msg_id: str | int | None, decision: Decision, settings: Settings,
@@ -73,7 +75,7 @@ class Verdicts:
         # Every log record is dispatched to every loaded addon, which costs more than the policy
         # check: allowed calls get an event-log line only on request (the decision log has them).
         if not decision.allowed or settings.log_allowed:
-            log.info(f"intercept: {verdict} tool={decision.tool} session={shown(str(flow.metadata.get('mcp.session')))} "
+            log.info(f"intercept: {verdict} tool={decision.tool} agent={shown(str(flow.metadata.get('mcp.agent')))} "
                      f"rule={decision.rule or '-'}" + (f" reason={shown(decision.message or '')}" if not decision.allowed else ""))
         self.notify(flow, decision, arguments)
 
