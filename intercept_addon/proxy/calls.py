@@ -61,7 +61,8 @@ class CallJudge:
         stream = core.legacy.for_post(req)
         if stream is not None:
             _check_legacy(admitted, stream)
-        who = await self.who(flow, headers, stream.key if stream is not None else None)
+        who = await self.who(flow, headers, stream.key if stream is not None else None,
+                             answering=None if admitted.batch else admitted.messages[0].id)
         pending = Pending(caller=who)
         try:
             denials = [await self._message(flow, admitted, i, who, pending)
@@ -77,16 +78,18 @@ class CallJudge:
                 if not ticket.forwarded:
                     core.counters.ledger.release(ticket)
 
-    async def who(self, flow: http.HTTPFlow, headers: dict[str, str], legacy_key: str | None) -> Who:
+    async def who(self, flow: http.HTTPFlow, headers: dict[str, str], legacy_key: str | None,
+                  answering: str | int | None = None) -> Who:
         """The caller, noted on the flow. A token that fails verification (when configured) is
-        refused with 401: the request never reaches the server."""
+        refused with 401 (answering request id ``answering``): it never reaches the server."""
         core = self.core
         user = None
         if core.tokens is not None:
             try:
                 user = await core.tokens.verify(headers.get("authorization"))
             except TokenError as exc:
-                raise ProtocolError(INVALID_REQUEST, f"authorization refused: {exc}", status=401) from None
+                raise ProtocolError(INVALID_REQUEST, f"authorization refused: {exc}", status=401,
+                                    id=answering) from None
         who = await core.identities.of(flow, headers, core.settings.identity, core.settings.agent_header,
                                        legacy_key, user)
         meta = flow.metadata
