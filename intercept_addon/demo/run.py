@@ -552,7 +552,7 @@ def check_scenario(result: ScenarioResult, *, all_tools: bool = True) -> list[st
 # -- output --------------------------------------------------------------------------------------
 
 
-COLUMNS = ("#", "session", "tool", "verdict", "rule", "message", "retry_after")
+COLUMNS = ("#", "agent", "tool", "verdict", "rule", "message", "retry_after")
 
 
 def table_rows(calls: Sequence[CallOutcome], collapse: int = 4) -> list[tuple[str, ...]]:
@@ -658,7 +658,7 @@ def print_client_hints(stack: Stack) -> None:
     if stack.web_url:
         print(f"mitmweb UI:           {stack.web_url}")
     print(f"logs:                 {stack.workdir}")
-    print(f"send a distinct {AGENT_HEADER} header per agent session to get per-session limits.")
+    print(f"each agent process counts on its own; send a distinct {AGENT_HEADER} header to name agents yourself.")
     print(".mcp.json:")
     print(json.dumps(snippet, indent=2))
 
