@@ -37,11 +37,12 @@ class Answers:
         self.toollists = toollists
         self.continuations = continuations
 
-    def must_judge(self, pending: Pending, *, own_stream: bool) -> bool:
-        """Must every message be read? On a request's own answer, while it awaits a tools/list
-        (clients take any answer there for theirs); on a GET stream, also whenever the policy
-        hides or pins tools (a resumed stream replays old answers)."""
-        return bool(pending.lists) or (not own_stream and self.toollists.watched)
+    def must_judge(self, pending: Pending) -> bool:
+        """Must every message be read? While a tools/list is awaited (clients take any answer
+        there for theirs), and whenever the policy hides or pins tools: clients match answers by
+        id on whatever stream or body they arrive, so any answer may carry another request's
+        tools/list (and a resumed GET stream replays old answers)."""
+        return bool(pending.lists) or self.toollists.watched
 
     def payload(self, flow: http.HTTPFlow, pending: Pending, data: bytes, *, own_stream: bool) -> Any | None:
         """One JSON body or event's data. Returns the value to send instead, or None to pass it
@@ -49,7 +50,7 @@ class Answers:
         or server request on it belongs to its calls."""
         if not looks_like_json(data):
             return None  # keep-alives, priming events, text: no client reads them as JSON-RPC
-        judge = self.must_judge(pending, own_stream=own_stream)
+        judge = self.must_judge(pending)
         try:
             value = jsonrpc.loads(data, max_depth=ANSWER_DEPTH)
         except ProtocolError:

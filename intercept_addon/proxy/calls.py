@@ -140,7 +140,7 @@ class CallJudge:
 
     def _forward(self, flow: http.HTTPFlow, admitted: Admitted, pending: Pending) -> None:
         req = flow.request
-        if pending:
+        if pending or self.core.toollists.watched:  # any answer may carry a tools/list: read it
             self.core.flows[flow.id] = pending
             req.headers["accept-encoding"] = "identity"  # answers must be readable
         if admitted.forwarded != req.raw_content:  # exactly what was judged (most clients send just that)

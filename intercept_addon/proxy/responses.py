@@ -1,6 +1,7 @@
 """The answer path: what comes back for a forwarded request, and GET event streams.
 
-* A tracked flow (it awaits tools/list answers, or owes counters): a non-2xx status settles
+* A tracked flow (it awaits tools/list answers, owes counters, or the policy hides or pins
+  tools, since any answer may carry a tools/list): a non-2xx status settles
   its calls at once (a redirect or 4xx refunds them, anything else keeps them); an event
   stream is judged event by event as it streams; a JSON (or buffered) body in ``response``.
 * A GET event stream may be a legacy HTTP+SSE stream (its first event announces an endpoint)
@@ -62,7 +63,7 @@ class ResponseJudge:
                 return  # br/zstd despite our Accept-Encoding: identity: buffered, judged in `response`
             resp.headers.pop("content-length", None)  # events may be rewritten: their length changes
             resp.stream = event_stream(self._transform(flow, pending, own_stream=True), lambda: self.end(flow),
-                                       must_inspect=lambda: core.answers.must_judge(pending, own_stream=True),
+                                       must_inspect=lambda: core.answers.must_judge(pending),
                                        owed=pending.owed_ids, decode=decode)
 
     def _get_stream(self, flow: http.HTTPFlow) -> None:
@@ -90,7 +91,7 @@ class ResponseJudge:
             return messages(event)
 
         resp.stream = event_stream(transform, lambda: self.get_stream_end(flow),
-                                   must_inspect=lambda: core.answers.must_judge(stream.pending, own_stream=False) or bool(stream.pending),
+                                   must_inspect=lambda: core.answers.must_judge(stream.pending) or bool(stream.pending),
                                    owed=stream.pending.owed_ids, decode=decode)
 
     def _transform(self, flow: http.HTTPFlow, pending: Pending, *, own_stream: bool):  # type: ignore[no-untyped-def]
@@ -114,7 +115,7 @@ class ResponseJudge:
             self._settle_status(pending, resp.status_code)
             return
         found = readings(resp.headers.get("content-type"))
-        if not found and not core.answers.must_judge(pending, own_stream=True):
+        if not found and not core.answers.must_judge(pending):
             return  # no client reads it as MCP
         content = encodings.decoded_response(resp.headers, resp.raw_content or b"")
         if looks_like_json(content) or "sse" not in found:

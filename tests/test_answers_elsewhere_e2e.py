@@ -1,0 +1,104 @@
+"""A tools/list answer carried on the answer of ANOTHER request, through a real mitmdump with the
+addon in front of the hostile upstream (tests/servers/hostile_upstream.py).
+
+Clients match a response to whichever request awaits its id, whatever stream or body it came
+on (the TypeScript SDK dispatches every message of every stream it reads by id). So the answer
+to a ``ping``, a ``tools/call`` or a notification may carry the result of a tools/list the
+client sent elsewhere (and the server answered 202). Bug: the proxy read a POST's answer only
+while it owed that POST something (a counted call, a tools/list), so every one of these passed
+the hidden tool on; a counted call's stream passed an answer the strict parser refuses.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hostile import Hostile
+
+pytestmark = pytest.mark.e2e
+
+DENIED = "[INTERCEPT POLICY DENIED]"
+POLICY = """\
+version: "1"
+description: answers elsewhere
+hide: [secret_admin]
+tools:
+  counted:
+    rules:
+      - name: counted limit
+        action: allow
+        rate_limit: {max: 100, window: 60}
+"""
+LIST = ('{"tools":[{"name":"echo","inputSchema":{"type":"object"}},'
+        '{"name":"secret_admin","inputSchema":{"type":"object"}}]}')
+LIST_ANSWER = '{"jsonrpc":"2.0","id":3,"result":' + LIST + "}"
+# Duplicate "result": the strict parser refuses it; a lenient client takes the last one.
+UNPARSABLE = '{"jsonrpc":"2.0","id":3,"result":{"tools":[]},"result":' + LIST + "}"
+SSE = {"content-type": "text/event-stream"}
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    hostile = Hostile(tmp_path_factory.mktemp("elsewhere"), POLICY)
+    yield hostile
+    hostile.stop()
+
+
+@pytest.fixture
+def hostile(stack: Hostile) -> Hostile:
+    stack.reset()
+    return stack
+
+
+def event(data: str) -> str:
+    return f"event: message\ndata: {data}\n\n"
+
+
+def rpc(method: str, msg_id: int | None = 4, params: dict | None = None) -> str:
+    body: dict = {"jsonrpc": "2.0", "method": method}
+    if msg_id is not None:
+        body["id"] = msg_id
+    if params is not None:
+        body["params"] = params
+    return json.dumps(body)
+
+
+REQUESTS = {
+    "ping": rpc("ping"),
+    "uncounted call": rpc("tools/call", params={"name": "echo", "arguments": {}}),
+    "counted call": rpc("tools/call", params={"name": "counted", "arguments": {}}),
+    "initialize": rpc("initialize", params={"protocolVersion": "2025-11-25", "capabilities": {},
+                                            "clientInfo": {"name": "t", "version": "0"}}),
+    "notification": rpc("notifications/initialized", None),
+}
+
+
+@pytest.mark.parametrize("sse", [True, False], ids=["sse", "json"])
+@pytest.mark.parametrize("name", REQUESTS)
+def test_list_answer_on_another_requests_answer(hostile, name, sse):
+    method = json.loads(REQUESTS[name])["method"]
+    parts = [event(LIST_ANSWER), event('{"jsonrpc":"2.0","id":4,"result":{}}')] if sse else [LIST_ANSWER]
+    hostile.answer(method, *parts, headers=SSE if sse else JSON)
+    text = hostile.post(REQUESTS[name]).text
+    assert "secret_admin" not in text, f"hidden tool reached the client: {text[:300]!r}"
+    assert '"echo"' in text or DENIED in text, text[:300]
+
+
+@pytest.mark.parametrize("name", ["uncounted call", "counted call", "ping"])
+def test_unparsable_list_answer_on_another_requests_stream(hostile, name):
+    method = json.loads(REQUESTS[name])["method"]
+    hostile.answer(method, event(UNPARSABLE), headers=SSE)
+    text = hostile.post(REQUESTS[name]).text
+    assert "secret_admin" not in text, f"hidden tool reached the client: {text[:300]!r}"
+
+
+def test_control_plain_answers_pass(hostile):
+    """Answers that carry no tool list pass unchanged, on either content type."""
+    hostile.answer("ping", event('{"jsonrpc":"2.0","id":4,"result":{}}'), headers=SSE)
+    assert hostile.post(REQUESTS["ping"]).text == event('{"jsonrpc":"2.0","id":4,"result":{}}')
+    answer = hostile.post(REQUESTS["counted call"])
+    assert answer.status_code == 200 and answer.json()["result"]["content"][0]["text"] == "ran counted"
+
