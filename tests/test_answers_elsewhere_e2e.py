@@ -102,3 +102,51 @@ def test_control_plain_answers_pass(hostile):
     answer = hostile.post(REQUESTS["counted call"])
     assert answer.status_code == 200 and answer.json()["result"]["content"][0]["text"] == "ran counted"
 
+
+# -- hide_denied alone: the tools denied outright must be hidden wherever a list arrives ------
+
+HIDE_DENIED = """\
+version: "1"
+description: hide_denied without a hide list
+default: deny
+hide_denied: true
+tools:
+  echo:
+    rules:
+      - name: echo allowed
+        action: allow
+"""
+
+
+@pytest.fixture(scope="module")
+def denied_stack(tmp_path_factory: pytest.TempPathFactory):
+    hostile = Hostile(tmp_path_factory.mktemp("hide-denied"), HIDE_DENIED)
+    yield hostile
+    hostile.stop()
+
+
+@pytest.fixture
+def denied(denied_stack: Hostile) -> Hostile:
+    denied_stack.reset()
+    return denied_stack
+
+
+def test_hide_denied_on_a_replayed_get_stream(denied):
+    """Bug: a policy with ``hide_denied`` and no ``hide`` list did not count as one that changes
+    tool lists, so a resumed GET stream replaying a tools/list answer the strict parser refuses
+    (a lenient client reads it) passed the denied tool, as did the answer to a ping."""
+    denied.answer("GET", f"id: 6\n{event(UNPARSABLE)}", headers=SSE)
+    with denied.client.stream("GET", denied.url, headers={"accept": "text/event-stream",
+                                                          "last-event-id": "5"}) as stream:
+        text = stream.read().decode()
+    assert "secret_admin" not in text, text[:300]  # cut: an answer the strict parser refuses
+
+
+def test_hide_denied_on_another_requests_answer(denied):
+    denied.answer("ping", event(LIST_ANSWER), headers=SSE)
+    text = denied.post(REQUESTS["ping"]).text
+    assert "secret_admin" not in text and '"echo"' in text, text[:300]
+
+
+def test_hide_denied_control_own_answer(denied):
+    assert "secret_admin" not in denied.post(rpc("tools/list", 3)).text

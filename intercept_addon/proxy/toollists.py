@@ -31,9 +31,10 @@ class ToolLists:
 
     @property
     def watched(self) -> bool:
-        """Does the policy change or judge tools/list answers (hidden tools, pinned definitions)?"""
+        """Does the policy change or judge tools/list answers (hidden tools, tools denied outright
+        with ``hide_denied``, pinned definitions)?"""
         policy = self.engine.policy if self.engine is not None else None
-        return policy is not None and (bool(policy.hide) or policy.fingerprints is not None)
+        return policy is not None and (bool(policy.hide) or policy.hide_denied or policy.fingerprints is not None)
 
     def judge(self, flow: http.HTTPFlow, msg: dict[str, Any], caller: Any = None) -> bool:
         """Filter ``msg`` in place if it is shaped like a tools/list result; True if it changed.
