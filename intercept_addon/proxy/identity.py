@@ -6,7 +6,7 @@ The agent comes from the first of the configured sources (``intercept_identity``
   tokens.py; an unverifiable token never gets this far), else a hash of the header;
 * ``process``: the local process that opened the client's connection (pid and start time, so a
   restarted agent is a new agent), when the client is on this machine;
-* ``client``: the peer address;
+* ``client``: the peer address (an IPv6 client by its /64);
 * ``mcp-session`` / ``legacy-session`` (not in the default order): the MCP session itself, as
   before, for users who want a budget per session.
 The MCP session is always known too, as a scope inside the agent (``scope: mcp-session``): an
@@ -17,6 +17,7 @@ announced endpoint the POST went to. A made-up id, or one another server issued,
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,20 @@ class Who:
     claims: Mapping[str, Any] | None = None
     mcp_session: str | None = None
     process: LocalProcess | None = None  # shown on the flow, whatever the agent source
+
+
+def client_address(peer: str) -> str:
+    """The peer as one client: an IPv6 client picks any address in its /64 (privacy addresses),
+    so the /64 is the client; an IPv4-mapped address is the IPv4 client."""
+    try:
+        ip = ipaddress.ip_address(peer.split("%", 1)[0])  # a scoped link-local address: zone dropped
+    except ValueError:
+        return peer
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _bounded(value: str) -> str:
@@ -101,7 +116,7 @@ def _agent(source: str, flow: http.HTTPFlow, headers: dict[str, str], agent_head
     elif source == "process":
         value = process.key if process is not None else None
     elif source == "client":
-        value = flow.client_conn.peername[0] if flow.client_conn.peername else None
+        value = client_address(flow.client_conn.peername[0]) if flow.client_conn.peername else None
     elif source == "mcp-session":
         value = session if session is not None and not session.startswith("legacy:") else None
     elif source == "legacy-session":
