@@ -1,5 +1,5 @@
-"""Command line: ``python -m intercept_addon validate FILE...`` and ``status [LOG]`` (also the
-``intercept-addon`` script)."""
+"""Command line: ``python -m intercept_addon validate FILE...``, ``status [LOG]``, ``scan URL`` and
+``script`` (also the ``intercept-addon`` command)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from intercept_addon import scan
+from intercept_addon.cli import script_path
 from intercept_addon.policy.file import PolicyError, load_policy
 
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--top", type=int, default=10, help="rules shown (default %(default)s)")
     status.set_defaults(run=_status)
     scan.add_parser(sub)  # the MCP SDK it needs is imported only when it runs
+    script_path.add_parser(sub)
     return parser
 
 
