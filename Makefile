@@ -30,10 +30,12 @@ test: $(VENV)/.installed $(TS)/node_modules/.installed system-deps  ## every tes
 test-fast: $(VENV)/.installed  ## unit tests only, no processes started
 	$(PY) -m pytest -q -rs -m "not e2e"
 
-bench: $(VENV)/.installed system-deps  ## engine, state stores (Redis too) and proxy benchmarks
+bench: $(VENV)/.installed system-deps  ## engine, state stores (Redis too), proxy, JWT and agent-process lookup benchmarks
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_state.py
 	$(PY) bench/bench_proxy.py
+	$(PY) bench/bench_tokens.py
+	$(PY) bench/bench_local_process.py
 
 FUZZ_SECONDS ?= 300
 fuzz: $(VENV)/.installed  ## longer atheris runs than the test suite's (FUZZ_SECONDS per target)
