@@ -251,11 +251,10 @@ def endless_line() -> Iterator[bytes]:
 def upstream(tmp_path: Path):
     """start(pieces, pause, headers) -> (upstream, mitmdump process, proxy port); all stopped afterwards."""
     started: list[tuple[ScriptedUpstream, Process]] = []
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(TEST_POLICY)
-
-    def start(pieces: Callable[[], Iterator[bytes]], pause: float = 0.0,
-              headers: bytes = SSE_HEADERS) -> tuple[ScriptedUpstream, Process, int]:
+    def start(pieces: Callable[[], Iterator[bytes]], pause: float = 0.0, headers: bytes = SSE_HEADERS,
+              policy_text: str = TEST_POLICY) -> tuple[ScriptedUpstream, Process, int]:
+        policy = tmp_path / f"policy-{len(started)}.yaml"
+        policy.write_text(policy_text)
         server = ScriptedUpstream(pieces, pause, headers)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         proxy, port = start_mitmdump(tmp_path, server.server_address[1], "intercept_state=memory", policy=policy)
@@ -306,16 +305,31 @@ def test_endless_line_in_a_tools_list_answer_is_cut_with_an_error(upstream):
     assert server.sent and server.sent[0] < ENDLESS_TOTAL, "the proxy read the whole endless stream"
 
 
+# A policy that neither hides nor pins tools: nothing in an answer waits to be filtered.
+NOTHING_HIDDEN = TEST_POLICY.replace("hide: [secret_admin]\n", "")
+CALL = b'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"generate","arguments":{"prompt":"p"}}}'
+
+
 def test_endless_line_in_a_call_answer_streams_through_in_bounded_memory(upstream):
-    """Nothing waits to be filtered in a tools/call answer: past the 4 MiB event cap the bytes
+    """Where nothing waits to be filtered, past the 4 MiB event cap a tools/call answer's bytes
     stream through as they come (the call's counter is kept), never held whole."""
-    server, proxy, port = upstream(endless_line)
-    call = b'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"generate","arguments":{"prompt":"p"}}}'
-    with peak_growth(proxy) as growth, post_stream(port, call) as resp:
+    server, proxy, port = upstream(endless_line, policy_text=NOTHING_HIDDEN)
+    with peak_growth(proxy) as growth, post_stream(port, CALL) as resp:
         received = sum(len(chunk) for chunk in resp.iter_raw())
     assert received >= ENDLESS_TOTAL
     assert growth[0] < GROWTH_LIMIT, f"mitmdump grew by {growth[0] // MB} MB for {received // MB} MB streamed"
-    assert server.bodies == [call]
+    assert server.bodies == [CALL]
+
+
+def test_endless_line_in_a_call_answer_is_cut_where_tools_are_hidden(upstream):
+    """Where tools are hidden, any answer may carry another request's tools/list (clients match
+    answers by id on any stream), so a tools/call answer's event too large to inspect is cut too."""
+    server, proxy, port = upstream(endless_line)
+    with peak_growth(proxy) as growth, post_stream(port, CALL) as resp:
+        answer, received = first_event_data(resp)
+    assert answer["id"] == 8 and "could not be inspected" in answer["error"]["message"]
+    assert growth[0] < GROWTH_LIMIT, f"mitmdump grew by {growth[0] // MB} MB"
+    assert server.bodies == [CALL]
 
 
 HIDDEN_IN_A_BIG_LIST = (b'event: message\ndata: {"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"secret_admin",'
@@ -359,12 +373,15 @@ def test_compressed_answer_bomb_is_not_expanded(upstream):
 
 def test_buffered_answer_with_an_object_id(upstream):
     """Found by the fuzz run: an answer whose id is an object made the addon raise (502). To a
-    call it is passed as it came; where a tools/list is awaited it is refused, since the proxy
-    cannot read it and a lenient client may still take it for the list."""
+    call, where nothing waits to be filtered, it is passed as it came; where tools are hidden it
+    is refused, since the proxy cannot read it and a lenient client may still take it for a list."""
     answer = b'{"jsonrpc":"2.0","id":{"x":1},"result":{}}'
-    _, _, port = upstream(lambda: iter([answer]), headers=b"content-type: application/json\r\n")
-    call = b'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"generate","arguments":{"prompt":"p"}}}'
-    with post_stream(port, call) as resp:
+    json_type = b"content-type: application/json\r\n"
+    _, _, port = upstream(lambda: iter([answer]), headers=json_type, policy_text=NOTHING_HIDDEN)
+    with post_stream(port, CALL) as resp:
         assert resp.status_code == 200 and resp.read() == answer
+    _, _, port = upstream(lambda: iter([answer]), headers=json_type)
+    with post_stream(port, CALL) as resp:
+        assert resp.status_code == 502 and b"[INTERCEPT POLICY DENIED]" in resp.read()
     with post_stream(port, TOOLS_LIST) as resp:
         assert resp.status_code == 502 and b"[INTERCEPT POLICY DENIED]" in resp.read()
