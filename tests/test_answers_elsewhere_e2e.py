@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from hostile import Hostile
+from hostile import Hostile, ts_sdk_tools
 
 pytestmark = pytest.mark.e2e
 
@@ -150,3 +150,25 @@ def test_hide_denied_on_another_requests_answer(denied):
 
 def test_hide_denied_control_own_answer(denied):
     assert "secret_admin" not in denied.post(rpc("tools/list", 3)).text
+
+
+# -- a GET stream under another content type --------------------------------------------------
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
+def test_ts_sdk_reads_a_get_answer_of_any_type_as_events(hostile, content_type):
+    """Bug: the TypeScript SDK 1.32 reads a 2xx answer to its GET as an event stream whatever its
+    Content-Type (streamableHttp.js _startOrAuthSse), but the proxy read a GET's answer only when
+    typed text/event-stream: the tools/list the server answered 202 arrived on the GET stream,
+    typed application/json, with the hidden tool."""
+    def script() -> None:
+        hostile.reset()  # wait_for must see this run's tools/list
+        hostile.answer("GET", {"wait_for": "tools/list"}, event('{"jsonrpc":"2.0","id":$id,"result":' + LIST + "}"),
+                       headers={"content-type": content_type} if content_type else {})
+        hostile.answer("tools/list", status=202)
+
+    script()
+    assert "secret_admin" in ts_sdk_tools(hostile.direct_url)  # the client takes it
+    script()
+    tools = ts_sdk_tools(hostile.url)
+    assert "secret_admin" not in tools and "echo" in tools, tools
+

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("intercept")
 
 
+def _events_asked(flow: http.HTTPFlow, status: int) -> bool:
+    """A 2xx answer to a GET that asked for an event stream: the TypeScript SDK reads it as one
+    whatever its Content-Type."""
+    return 200 <= status < 300 and "text/event-stream" in flow.request.headers.get("accept", "").lower()
+
+
 class ResponseJudge:
     def __init__(self, core: InterceptAddon) -> None:
         self.core = core
@@ -46,8 +52,8 @@ class ResponseJudge:
         found = readings(resp.headers.get("content-type"))
         if pending is not None:
             self._tracked(flow, pending, found)
-        elif flow.request.method == "GET" and "sse" in found:  # no client reads a GET's answer as JSON
-            self._get_stream(flow)
+        elif flow.request.method == "GET" and ("sse" in found or _events_asked(flow, resp.status_code)):
+            self._get_stream(flow)  # no client reads a GET's answer as JSON
         elif "sse" in found:
             resp.stream = True  # not ours to inspect, but never buffer an event stream
 
