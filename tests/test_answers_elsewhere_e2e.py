@@ -172,3 +172,20 @@ def test_ts_sdk_reads_a_get_answer_of_any_type_as_events(hostile, content_type):
     tools = ts_sdk_tools(hostile.url)
     assert "secret_admin" not in tools and "echo" in tools, tools
 
+
+@pytest.mark.parametrize("accept", [None, "*/*"])
+def test_hide_denied_get_stream_of_an_unnamed_caller(denied, accept):
+    """Bug: the caller of a GET is learnt only when it asks for text/event-stream; a GET that did
+    not (httpx sends */*) but got an event stream anyway had its lists filtered for no caller,
+    so ``hide_denied`` dropped nothing. Now such a stream is refused under ``hide_denied``."""
+    denied.answer("GET", event(LIST_ANSWER), headers=SSE)
+    with denied.client.stream("GET", denied.url, headers={"accept": accept} if accept else {}) as stream:
+        text = stream.read().decode()
+    assert "secret_admin" not in text, text[:300]
+
+
+def test_hide_denied_control_get_stream_that_asked(denied):
+    denied.answer("GET", event(LIST_ANSWER), headers=SSE)
+    with denied.client.stream("GET", denied.url, headers={"accept": "text/event-stream"}) as stream:
+        text = stream.read().decode()
+    assert "secret_admin" not in text and '"echo"' in text, text[:300]

@@ -81,9 +81,15 @@ class ResponseJudge:
                         f"{resp.headers['content-encoding']!r}, which cannot be inspected: refused")
             fail_response(flow, body_to_come=True)
             return
+        caller = core.stream_callers.pop(flow.id, None)
+        if caller is None and core.toollists.per_caller:  # a GET that never asked for events
+            log.warning(f"intercept: event stream {flow.request.pretty_url} answers a GET whose caller is unknown "
+                        "(it did not ask for text/event-stream), so its tool lists cannot be filtered: refused")
+            fail_response(flow, body_to_come=True)
+            return
         resp.headers.pop("content-length", None)  # events may be rewritten: their length changes
         stream = core.legacy.opened(flow)
-        stream.pending.caller = core.stream_callers.pop(flow.id, None)
+        stream.pending.caller = caller
         messages = self._transform(flow, stream.pending, own_stream=False)
 
         def transform(event: SseEvent) -> bytes | None:

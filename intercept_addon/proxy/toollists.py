@@ -36,6 +36,11 @@ class ToolLists:
         policy = self.engine.policy if self.engine is not None else None
         return policy is not None and (bool(policy.hide) or policy.hide_denied or policy.fingerprints is not None)
 
+    @property
+    def per_caller(self) -> bool:
+        """Are tools/list answers filtered per caller (``hide_denied``)?"""
+        return self.engine is not None and self.engine.policy.hide_denied
+
     def judge(self, flow: http.HTTPFlow, msg: dict[str, Any], caller: Any = None) -> bool:
         """Filter ``msg`` in place if it is shaped like a tools/list result; True if it changed.
         ``caller`` (a Who): with ``hide_denied``, tools denied outright for it are dropped too."""
