@@ -20,25 +20,26 @@ class Clock:
         return self.now
 
 
-def test_a_credit_is_taken_once_by_the_same_agent_tool_and_state():
+def test_a_credit_is_taken_once_by_the_same_agent_tool_arguments_and_state():
     clock = Clock()
     credits = Continuations(clock)
-    credits.grant("a", "charge", {"resultType": "input_required", "requestState": "s1"})
-    assert not credits.take("b", "charge", "s1") and not credits.take("a", "other", "s1")
-    assert not credits.take("a", "charge", "s2")
-    assert credits.take("a", "charge", "s1")
-    assert not credits.take("a", "charge", "s1")  # one retry per interim answer
+    credits.grant("a", "charge", "args", {"resultType": "input_required", "requestState": "s1"})
+    assert not credits.take("b", "charge", "args", "s1") and not credits.take("a", "other", "args", "s1")
+    assert not credits.take("a", "charge", "args", "s2")
+    assert not credits.take("a", "charge", "other args", "s1")  # a retry with other arguments is another call
+    assert credits.take("a", "charge", "args", "s1")
+    assert not credits.take("a", "charge", "args", "s1")  # one retry per interim answer
 
 
 def test_credits_expire_and_are_bounded():
     clock = Clock()
     credits = Continuations(clock)
-    credits.grant("a", "t", {"requestState": "old"})
+    credits.grant("a", "t", "", {"requestState": "old"})
     clock.now = 601
-    assert not credits.take("a", "t", "old")
+    assert not credits.take("a", "t", "", "old")
     for i in range(MAX_CREDITS + 5):
-        credits.grant("a", "t", {"requestState": str(i)})
-    assert len(credits._credits) == MAX_CREDITS and not credits.take("a", "t", "0")
+        credits.grant("a", "t", "", {"requestState": str(i)})
+    assert len(credits._credits) == MAX_CREDITS and not credits.take("a", "t", "", "0")
 
 
 @pytest.mark.parametrize(("params", "expected"), [

@@ -101,7 +101,7 @@ class Answers:
         error = msg.body.get("error")
         result = msg.body.get("result")
         if is_interim(result):
-            self.continuations.grant(call.identity, call.tool, result)  # the unit is spent for the whole call
+            self.continuations.grant(call.identity, call.tool, call.arguments, result)  # the unit is spent for the whole call
         if call.ticket is None:
             return
         code = error.get("code") if isinstance(error, dict) else None

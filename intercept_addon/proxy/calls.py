@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mitmproxy import http
 
 from intercept_addon.policy.engine import Call
-from intercept_addon.proxy.continuations import retry_state
+from intercept_addon.proxy.continuations import arguments_key, retry_state
 from intercept_addon.proxy.identity import Who
 from intercept_addon.proxy.legacy_streams import LegacyStream
 from intercept_addon.proxy.pending import OwedCall, Pending
@@ -121,7 +121,8 @@ class CallJudge:
             flow.metadata["mcp.decision"] = "inspect"
             return None
         is_retry, state = retry_state(msg.params)
-        counted = not (is_retry and core.continuations.take(who.agent, call.name, state))
+        arguments = arguments_key(call.arguments)
+        counted = not (is_retry and core.continuations.take(who.agent, call.name, arguments, state))
         decision = core.toollists.pin_decision(flow, call.name) or await engine.evaluate(
             Call(who.agent, call.name, call.arguments, who.user, who.claims, who.mcp_session),
             store, count=counted)  # type: ignore[arg-type]
@@ -132,7 +133,7 @@ class CallJudge:
             meta = (msg.params or {}).get("_meta")
             token = meta.get("progressToken") if isinstance(meta, dict) else None
             pending.calls[id_key(msg.id)] = OwedCall(msg.id, who.agent, call.name, ticket,  # type: ignore[arg-type]
-                                                     id_key(token) if token is not None else None)
+                                                     id_key(token) if token is not None else None, arguments)
         core.verdicts.annotate(flow, decision, call.arguments, core.settings)
         if decision.allowed or not core.settings.enforcing:
             return None

@@ -20,6 +20,7 @@ class OwedCall:
     tool: str
     ticket: Ticket | None  # None: a retry judged without counting, watched for a further round
     progress: Any = None  # id_key of its progressToken: progress for it means it began
+    arguments: str = ""  # continuations.arguments_key: a retry's credit is for these arguments only
 
 
 @dataclass(slots=True)
