@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from intercept_addon.policy.fingerprint import fingerprint
 from intercept_addon.wire.mcp import DEFAULT_TOOL_NAME
-from intercept_addon.policy.model import GLOBAL_NAMESPACE, is_glob
+from intercept_addon.policy.values import GLOBAL_NAMESPACE, is_glob
 from intercept_addon.policy.file import PolicyError, parse_policy
 
 STYLES = ("catalogue", "intercept")

@@ -11,7 +11,7 @@ import pytest
 
 from intercept_addon.policy.conditions import MISSING, AmbiguousKey, CompiledCondition, resolve, split_path
 from intercept_addon.policy.engine import Call, Engine
-from intercept_addon.policy.model import Condition
+from intercept_addon.policy.rules import Condition
 from intercept_addon.policy.file import parse_policy
 from intercept_addon.state.memory import MemoryStore
 

@@ -17,7 +17,7 @@ import pytest
 
 from intercept_addon.policy.engine import Engine
 from intercept_addon.policy.file import PolicyError, load_policy
-from intercept_addon.policy.model import OPERATORS
+from intercept_addon.policy.values import OPERATORS
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "compat" / "intercept-policies"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from intercept_addon.policy.engine import Engine
-from intercept_addon.policy.model import OPERATORS, Policy
+from intercept_addon.policy.model import Policy
+from intercept_addon.policy.values import OPERATORS
 from intercept_addon.policy.file import PolicyError, PolicyIssue, load_policy, parse_policy
 from intercept_addon.wire.text import shown
 

@@ -17,7 +17,7 @@ from harness import free_port
 from intercept_addon import cli
 from intercept_addon.policy.engine import Call, Engine
 from intercept_addon.policy.fingerprint import fingerprint
-from intercept_addon.policy.model import is_glob
+from intercept_addon.policy.values import is_glob
 from intercept_addon.policy.file import parse_policy
 from intercept_addon.scan import (
     DESTRUCTIVE,

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from intercept_addon.policy.model import Condition, compile_regex, is_number
+from intercept_addon.policy.rules import Condition
+from intercept_addon.policy.values import compile_regex, is_number
 from intercept_addon.wire.jsonrpc import fold
 from intercept_addon.wire.text import shown
 

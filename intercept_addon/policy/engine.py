@@ -26,15 +26,13 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from intercept_addon.policy.conditions import AmbiguousKey, CompiledCondition, resolve, split_path, to_decimal
-from intercept_addon.policy.model import (
+from intercept_addon.policy.model import Policy
+from intercept_addon.policy.rules import RateLimit, Rule, namespace_of
+from intercept_addon.policy.values import (
     CALENDAR_WINDOWS,
     GLOBAL_NAMESPACE,
-    Policy,
-    RateLimit,
-    Rule,
     is_glob,
     is_number,
-    namespace_of,
     parse_rate_shorthand,
     split_state_path,
 )
