@@ -10,6 +10,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from intercept_addon.policy.validation import StrictModel, error_at, raise_errors, reraise
 from intercept_addon.policy.values import (
+    Scope,
     CALENDAR_WINDOWS,
     GLOBAL_NAMESPACE,
     IDENTITY_PATHS,
@@ -170,7 +171,7 @@ class Rule(StrictModel):
     reason: StrictStr | None = None
     state: StateDef | None = None
     rate_limit: StrictStr | RateLimit | None = None
-    scope: Literal["agent", "session", "user", "mcp-session", "tool", "global"] | None = None
+    scope: Scope | None = None
     # Our extension: the rule applies only to calls for which all of these hold (args, identity).
     when: list[Condition] = Field(default_factory=list)
 

@@ -7,7 +7,7 @@ import json
 import math
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import re2
 
@@ -19,7 +19,7 @@ LIST_OPS = frozenset({"in", "not_in"})
 CALENDAR_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
 # What a counter counts per: the agent (the catalogue form's default; "session" is its old
 # name), the verified user, the MCP session inside an agent, the tool key, or one shared counter.
-SCOPES = ("agent", "session", "user", "mcp-session", "tool", "global")
+Scope = Literal["agent", "session", "user", "mcp-session", "tool", "global"]
 IDENTITY_PATHS = ("identity.agent", "identity.sub")  # and identity.claims.<name>[.<name>...]
 GLOBAL_NAMESPACE = "_global"  # Intercept's counter namespace for "*" rules
 MAX_WINDOW_SECONDS = 31 * 86400
