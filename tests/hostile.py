@@ -103,3 +103,28 @@ def ts_sdk_tools(url: str) -> list[str] | str:
     step = next((line for line in lines if "step" in line), None)
     assert step is not None, f"TS client failed: {out.stdout} {out.stderr}"
     return step["result"] if "result" in step else step["error"]["message"]
+
+
+def hostile_fixtures(policy: str, name: str):  # type: ignore[no-untyped-def]
+    """The module-scoped ``stack`` (one hostile upstream + mitmdump with ``policy``) and the
+    per-test ``hostile`` fixture (the stack, reset): ``stack, hostile = hostile_fixtures(...)``."""
+
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+        running = Hostile(tmp_path_factory.mktemp(name), policy)
+        yield running
+        running.stop()
+
+    @pytest.fixture
+    def hostile(stack: Hostile) -> Hostile:
+        stack.reset()
+        return stack
+
+    return stack, hostile
+
+
+def event(data: str, *, name: str | None = "message", event_id: str | None = None) -> str:
+    """One event-stream frame carrying ``data``."""
+    lines = ([f"id: {event_id}"] if event_id else []) + ([f"event: {name}"] if name else []) + [f"data: {data}"]
+    return "\n".join(lines) + "\n\n"
+

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from hostile import Hostile, ts_sdk_tools
+from hostile import Hostile, event, hostile_fixtures, ts_sdk_tools
 
 pytestmark = pytest.mark.e2e
 
@@ -40,21 +40,8 @@ SSE = {"content-type": "text/event-stream"}
 JSON = {"content-type": "application/json"}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    hostile = Hostile(tmp_path_factory.mktemp("elsewhere"), POLICY)
-    yield hostile
-    hostile.stop()
+stack, hostile = hostile_fixtures(POLICY, "elsewhere")
 
-
-@pytest.fixture
-def hostile(stack: Hostile) -> Hostile:
-    stack.reset()
-    return stack
-
-
-def event(data: str) -> str:
-    return f"event: message\ndata: {data}\n\n"
 
 
 def rpc(method: str, msg_id: int | None = 4, params: dict | None = None) -> str:

@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from hostile import Hostile, python_sdk_tools, ts_sdk_tools
+from hostile import Hostile, event, hostile_fixtures, python_sdk_tools, ts_sdk_tools
 
 pytestmark = pytest.mark.e2e
 
@@ -46,17 +46,7 @@ JSON_TYPE = {"content-type": "application/json"}
 SSE_TYPE = {"content-type": "text/event-stream"}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    hostile = Hostile(tmp_path_factory.mktemp("hostile"), POLICY)
-    yield hostile
-    hostile.stop()
-
-
-@pytest.fixture
-def hostile(stack: Hostile) -> Hostile:
-    stack.reset()
-    return stack
+stack, hostile = hostile_fixtures(POLICY, "hostile")
 
 
 def tools_list(msg_id: int = 3) -> str:
@@ -66,10 +56,6 @@ def tools_list(msg_id: int = 3) -> str:
 def result(id_json: str, result_json: str = LIST) -> str:
     return '{"jsonrpc":"2.0","id":' + id_json + ',"result":' + result_json + "}"
 
-
-def event(data: str, *, name: str | None = "message", event_id: str | None = None) -> str:
-    lines = ([f"id: {event_id}"] if event_id else []) + ([f"event: {name}"] if name else []) + [f"data: {data}"]
-    return "\n".join(lines) + "\n\n"
 
 
 def assert_withheld(text: str) -> None:
