@@ -484,3 +484,23 @@ async def test_a_streamed_answer_that_is_no_event_stream_leaves_nothing_tracked(
     flow.response.stream = True
     await addon.response(flow)
     assert not addon.flows and addon.counters.ledger.pending == 0 and addon.counters.ledger.kept == 1
+
+
+async def test_a_policy_chooses_its_denial_form(tmp_path):
+    """Some clients show the model only a tool result's text (the OpenAI Agents SDK replaces a
+    JSON-RPC error's with a generic message): a policy can ask for results, whatever the option."""
+    path = tmp_path / "policy.yaml"
+    path.write_text('deny_as: result\n' + TEST_POLICY.replace('version: "1"\n', ""))
+    addon = InterceptAddon()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, confdir=str(tmp_path), intercept_policy=str(path), intercept_state="memory",
+                       intercept_deny_as="error")
+        flow = request_flow(call("delete_everything"))
+        await addon.request(flow)
+        result = reply(flow)["result"]
+        assert result["isError"] is True and result["content"][0]["text"].endswith("Deleting everything is not allowed")
+        path.write_text(TEST_POLICY)  # no deny_as: the option decides again
+        assert addon.reload_policy()
+        flow = request_flow(call("delete_everything"))
+        await addon.request(flow)
+        assert reply(flow)["error"]["code"] == -32600

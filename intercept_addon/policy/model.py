@@ -101,6 +101,9 @@ class Policy(StrictModel):
     hide: list[StrictStr] = Field(default_factory=list)
     # Our extension: a tool denied outright for a caller is absent from that caller's tools/list.
     hide_denied: StrictBool = False
+    # Our extension: the denial form for this policy's calls, over the intercept_deny_as option
+    # (some clients hide a JSON-RPC error's text from the model; see the README's table).
+    deny_as: Literal["error", "result"] | None = None
     tools: dict[StrictStr, ToolPolicy]
     fingerprints: Fingerprints | None = None
 

@@ -137,7 +137,7 @@ class CallJudge:
         core.verdicts.annotate(flow, decision, call.arguments, core.settings)
         if decision.allowed or not core.settings.enforcing:
             return None
-        return core.verdicts.denial(msg.id, decision, core.settings, admitted.revision)
+        return core.verdicts.denial(msg.id, decision, core.settings, admitted.revision, engine.policy.deny_as)
 
     def _forward(self, flow: http.HTTPFlow, admitted: Admitted, pending: Pending) -> None:
         req = flow.request

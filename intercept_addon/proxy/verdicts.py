@@ -45,8 +45,9 @@ class Verdicts:
         self.notify(flow, None, None)  # last: the reply above is in place whatever they do
 
     def denial(self, msg_id: str | int | None, decision: Decision, settings: Settings,
-               revision: str | None) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON-RPC body) the agent gets for a denied call."""
+               revision: str | None, deny_as: str | None = None) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON-RPC body) the agent gets for a denied call; ``deny_as``: the
+        policy's own form, over the option's."""
         hidden = decision.kind == "hidden"
         code = mcp.UNKNOWN_TOOL_CODE if hidden else mcp.DENIED_CODE
         text = decision.message if hidden else f"{mcp.DENIED_PREFIX} {decision.message}"
@@ -56,7 +57,7 @@ class Verdicts:
             if decision.retry_after is not None:
                 data["retry_after"] = decision.retry_after
         return mcp.denial(msg_id, text=text or "", code=code, data=data,  # type: ignore[arg-type]
-                          as_result=settings.deny_as == "result", revision=revision)
+                          as_result=(deny_as or settings.deny_as) == "result", revision=revision)
 
     def annotate(self, flow: http.HTTPFlow, decision: Decision, arguments: Mapping[str, Any],
                  settings: Settings) -> None:
