@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from intercept_addon.policy.fingerprint import fingerprint
+from intercept_addon.policy.schemas import listed_values
 from intercept_addon.wire.mcp import DEFAULT_TOOL_NAME
 from intercept_addon.policy.values import GLOBAL_NAMESPACE, is_glob
 from intercept_addon.policy.file import PolicyError, parse_policy
@@ -225,30 +226,6 @@ def _type_text(schema: Mapping[str, Any]) -> str:
     return "any"
 
 
-def _listed_values(schema: Mapping[str, Any], *, nested: bool = False) -> list[Any] | None:
-    """The values a parameter schema allows when it lists them: enum, const, or anyOf/oneOf of
-    those (a ``{"type": "null"}`` branch allows null)."""
-    if "const" in schema:
-        return [schema["const"]]
-    if isinstance(schema.get("enum"), list):
-        return list(schema["enum"])
-    branches = schema.get("anyOf", schema.get("oneOf"))
-    if nested or not isinstance(branches, list) or not branches:
-        return None
-    out: list[Any] = []
-    for branch in branches:
-        if not isinstance(branch, Mapping):
-            return None
-        if branch.get("type") == "null":
-            out.append(None)
-            continue
-        values = _listed_values(branch, nested=True)
-        if values is None:
-            return None
-        out.extend(values)
-    return out
-
-
 def parameters(schema: Any) -> tuple[Param, ...]:
     if not isinstance(schema, Mapping) or not isinstance(schema.get("properties"), Mapping):
         return ()
@@ -260,7 +237,7 @@ def parameters(schema: Any) -> tuple[Param, ...]:
         description = prop.get("description")
         default = _json_text(prop["default"]) if "default" in prop else None
         out.append(Param(str(name), _type_text(prop), name in required,
-                         description if isinstance(description, str) else None, default, _listed_values(prop)))
+                         description if isinstance(description, str) else None, default, listed_values(prop)))
     return tuple(out)
 
 
