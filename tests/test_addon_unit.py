@@ -109,7 +109,8 @@ class TestIdentityChain:
     async def test_default_order_header_authorization_client_and_no_query_session(self, addon_ctx):
         addon, _ = addon_ctx
         assert addon.settings.identity == ("agent-header", "authorization", "process", "client")
-        client = f"client:{tflow.tclient_conn().peername[0]}"  # a test connection has no local process
+        assert tflow.tclient_conn().peername[0] == "127.0.0.1"  # a test connection has no local process
+        client = "client:this-machine"
         assert await self.agent(addon, request_flow({}, path="/messages/?session_id=abc")) == client
         assert await self.agent(addon, request_flow({}, path="/message?sessionId=xyz")) == client
         flow = request_flow({}, headers={"authorization": "Bearer t0ken"})

@@ -6,7 +6,8 @@ The agent comes from the first of the configured sources (``intercept_identity``
   tokens.py; an unverifiable token never gets this far), else a hash of the header;
 * ``process``: the local process that opened the client's connection (pid and start time, so a
   restarted agent is a new agent), when the client is on this machine;
-* ``client``: the peer address (an IPv6 client by its /64);
+* ``client``: the peer address (an IPv6 client by its /64; a client on this machine is
+  ``this-machine``, whichever of its loopback or own addresses it connects from);
 * ``mcp-session`` / ``legacy-session`` (not in the default order): the MCP session itself, as
   before, for users who want a budget per session.
 The MCP session is always known too, as a scope inside the agent (``scope: mcp-session``): an
@@ -25,10 +26,11 @@ from typing import Any
 
 from mitmproxy import http
 
-from intercept_addon.proxy.local_process import LocalProcess, LocalProcesses
+from intercept_addon.proxy.local_process import LocalProcess, LocalProcesses, on_this_machine
 
 MAX_ISSUED_SESSIONS = 100_000
 MAX_VALUE_LENGTH = 128  # client-chosen: keep counter keys small
+THIS_MACHINE = "this-machine"
 
 Origin = tuple[str, str, int]
 
@@ -48,11 +50,14 @@ class Who:
 
 def client_address(peer: str) -> str:
     """The peer as one client: an IPv6 client picks any address in its /64 (privacy addresses),
-    so the /64 is the client; an IPv4-mapped address is the IPv4 client."""
+    so the /64 is the client; an IPv4-mapped address is the IPv4 client. A local process picks
+    any source address of this machine (all of 127/8, ::1, each interface's), so they are one."""
     try:
         ip = ipaddress.ip_address(peer.split("%", 1)[0])  # a scoped link-local address: zone dropped
     except ValueError:
         return peer
+    if on_this_machine(str(ip)):
+        return THIS_MACHINE
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
