@@ -90,7 +90,8 @@ class InterceptCommands:
 
     @command.command("intercept.status")
     def status(self) -> Sequence[str]:
-        """The policy in force, decisions since start (per rule), and live counters per session."""
+        """The policy in force, decisions since start (per rule), policy keys the servers do not
+        have, and live counters per session."""
         opts = ctx.options
         d: Counter[str] = Counter()
         for (_, verdict), n in self.by_rule.items():
@@ -104,6 +105,7 @@ class InterceptCommands:
         if rules:
             lines += format_table(["rule", "allow", "deny"],
                                   [(r, self.by_rule[(r, "allow")], self.by_rule[(r, "deny")]) for r in rules])
+        lines += self.intercept.toollists.coverage.status()
         counters = self._store_call(lambda: self.intercept.store.snapshot(time.time()),  # type: ignore[union-attr]
                                     "counters", lambda c: _counter_rows(self.intercept, c))
         return [*lines, *counters]

@@ -1,4 +1,5 @@
-"""tools/list answers: hidden tools removed, pinned definitions compared (``fingerprints``).
+"""tools/list answers: hidden tools removed, pinned definitions compared (``fingerprints``),
+policy keys the server does not have reported (proxy/coverage.py).
 
 Any answer shaped like a tools/list result is judged, whatever id it carries: a hostile server
 cannot slip a list past the filter under an id the proxy does not expect.
@@ -13,6 +14,7 @@ from mitmproxy import http
 
 from intercept_addon.policy import fingerprint
 from intercept_addon.policy.engine import Call, Decision, Engine
+from intercept_addon.proxy.coverage import PolicyCoverage
 from intercept_addon.wire import mcp
 
 log = logging.getLogger("intercept")
@@ -22,12 +24,14 @@ class ToolLists:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self.pins = fingerprint.PinWatch()  # pinned tools last served with another definition
+        self.coverage = PolicyCoverage()
 
     def use(self, engine: Engine | None) -> None:
         old = self.engine.policy.fingerprints if self.engine is not None else None
         if engine is None or engine.policy.fingerprints != old:
             self.pins.forget()  # changes were judged against the old pins
         self.engine = engine
+        self.coverage.use(engine.policy if engine is not None else None)
 
     @property
     def watched(self) -> bool:
@@ -47,6 +51,7 @@ class ToolLists:
         engine = self.engine
         if engine is None or not mcp.listed_tools(msg):
             return False
+        self.coverage.observe(flow, msg)  # the list as served, hidden tools included
         hidden = engine.is_hidden
         if engine.policy.hide_denied and caller is not None:
             def hidden(name: str) -> bool:

@@ -136,6 +136,11 @@ def listed_tools(body: dict[str, Any]) -> list[Any]:
     return tools if isinstance(tools, list) else []
 
 
+def has_more_tools(body: dict[str, Any]) -> bool:
+    """Does a tools/list-shaped result name a next page (``nextCursor``, in any case)?"""
+    return _member(_member(body, "result"), "nextcursor") is not None
+
+
 def tool_name(tool: Any) -> str | None:
     name = _member(tool, "name")
     return name if isinstance(name, str) else None
