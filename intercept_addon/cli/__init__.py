@@ -1,19 +1,29 @@
-"""Command line: ``python -m intercept_addon validate FILE...``, ``status [LOG]``, ``scan URL`` and
+"""Command line: ``python -m intercept_addon validate [--server URL] FILE...``, ``status [LOG]``, ``scan URL`` and
 ``script`` (also the ``intercept-addon`` command)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from intercept_addon import scan
 from intercept_addon.cli import script_path
+from intercept_addon.policy import coverage
 from intercept_addon.policy.file import PolicyError, load_policy
+from intercept_addon.policy.model import Policy
 
 
 def _validate(args: argparse.Namespace) -> int:
+    listing = None
+    if args.server is not None:
+        try:
+            listing = asyncio.run(scan.list_server_tools(args.server, scan.parse_headers(args.header), args.timeout))
+        except (ValueError, scan.ScanError) as exc:
+            print(f"validate: {exc}", file=sys.stderr)
+            return 1
     failed = False
     for path in args.files:
         try:
@@ -29,7 +39,20 @@ def _validate(args: argparse.Namespace) -> int:
             f"{path}: OK ({len(policy.tools)} tools, {len(rules)} rules, {counters} counters, "
             f"{len(policy.hide)} hidden, default {policy.default})"
         )
+        if listing is not None:
+            failed = _report_coverage(path, policy, listing) or failed
     return 1 if failed else 0
+
+
+def _report_coverage(path: str, policy: Policy, listing: scan.Listing) -> bool:
+    """Print what ``policy`` names that the listed server does not have; True if anything."""
+    server = scan.public_url(listing.url)
+    lines = coverage.compare(policy, listing.tools).lines(server)
+    found = f"{len(lines)} finding{'s' if len(lines) != 1 else ''}" if lines else "every policy key and argument matches"
+    print(f"{path} against {server} ({listing.transport}, {len(listing.tools)} tools): {found}")
+    for line in lines:
+        print(f"  {line}")
+    return bool(lines)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -48,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check policy files; print every error with FILE:LINE:COL")
     validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("--server", metavar="URL",
+                          help="also compare each policy with this MCP server's tools (as scan connects): tool "
+                               "keys and hide entries that match no tool, argument paths and in/not_in values "
+                               "its input schemas do not have; any finding exits 1")
+    validate.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                          help="with --server: an HTTP header sent with every request; repeatable")
+    validate.add_argument("--timeout", type=float, default=30.0, help="with --server: seconds to connect and list")
     validate.set_defaults(run=_validate)
     status = sub.add_parser("status", help="summarise the decision log: totals, deny rate, top rules, recent denials")
     status.add_argument("log", nargs="?", metavar="LOG",
