@@ -486,3 +486,38 @@ def test_trailers_reader_refuses_trailers_only():
                 assert isinstance(reader(buf), h11.EndOfMessage)
     finally:
         trailers.uninstall()
+
+
+# -- header fields a server may read otherwise -------------------------------------------------
+
+SMUGGLED = (b"0\r\n\r\n" + post("127.0.0.1", 1, CALL))  # under chunked framing: an empty body, then a call
+
+
+def with_field(field: bytes, body: bytes = SMUGGLED) -> bytes:
+    """A POST of a non-MCP body (no policy judges text/plain) carrying ``field``."""
+    return (b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: text/plain\r\nconnection: close\r\n" + field
+            + b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("field", [b"x-a: b\r\n transfer-encoding: chunked", b"x-a: b\r\n\ttransfer-encoding: chunked",
+                                   b"x-a: b\rtransfer-encoding: chunked", b"x-a: b\0transfer-encoding: chunked"],
+                         ids=["obs-fold", "obs-fold-tab", "bare-cr", "nul"])
+def test_fields_with_line_breaks_get_a_400_and_nothing_is_smuggled(tmp_path, policy_file, lenient, field):
+    """Bug: mitmproxy framed the body by Content-Length and forwarded the folded line as it came;
+    the lenient server read `` transfer-encoding: chunked`` as a field of its own, took the body
+    for an empty chunked one, and ran the denied call that followed it as a request of its own."""
+    port, side = lenient
+    proxy, proxy_port = start_mitmdump(tmp_path, port, "intercept_state=memory", policy=policy_file)
+    try:
+        with connect(proxy_port) as sock:
+            sock.sendall(with_field(field))
+            status, body = head_and_body(until_closed(sock))
+        with connect(proxy_port) as sock:  # the same body without the field: passes, as before
+            sock.sendall(with_field(b"x-a: b", b"{}"))
+            assert head_and_body(until_closed(sock))[0] == 200
+    finally:
+        proxy.stop()
+    assert settled(side) == []
+    assert status == 400 and json.loads(body)["error"]["message"].startswith(DENIED)
+    assert "line break or NUL" in json.loads(body)["error"]["message"]

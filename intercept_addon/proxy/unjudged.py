@@ -12,7 +12,11 @@ ever sees:
 - protocol upgrades (WebSocket with or without a subprotocol, h2c, anything with an ``Upgrade``
   header): answered 403 with a JSON-RPC error; and a 101 the server sends anyway is replaced by a
   502 before mitmproxy switches to the new protocol (its WebSocket layer ignores a kill as well).
-- request trailers (HTTP/2 and 3 here; HTTP/1 ones in ``trailers``): 400, always.
+- request trailers (HTTP/2 and 3 here; HTTP/1 ones in ``trailers``): 400, always;
+- header fields holding CR, LF or NUL: 400, always. mitmproxy keeps an HTTP/1 obs-fold line
+  (``X-A: b`` then `` Transfer-Encoding: chunked``) inside the previous value and forwards it
+  as is; a server reading that line as a field of its own frames the body otherwise (chunked,
+  not by Content-Length), and the body's tail becomes a request nobody judged (smuggling).
 
 Hosts in ``intercept_unjudged_hosts`` pass unjudged; so does all of it but trailers while the
 addon is not enforcing (no policy, or monitor mode), logged. One log line per host and kind.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -43,6 +48,9 @@ log = logging.getLogger("intercept")
 OPTION = "intercept_unjudged_hosts"
 MAX_REPORTED = 1024  # (kind, host) pairs already logged
 RAW_LAYERS = {TCPLayer: "raw TCP", UDPLayer: "UDP", DNSLayer: "DNS", RawQuicLayer: "raw QUIC"}
+FIELD_BREAK = re.compile(rb"[\r\n\0]")
+BROKEN_FIELD = ("a header field holding a line break or NUL (an obs-fold line, a bare CR) may be read "
+                "otherwise by the server than by the policy proxy; send each field on one line")
 
 
 def raw_kind(top: layer.Layer | None) -> str | None:
@@ -54,6 +62,11 @@ def raw_kind(top: layer.Layer | None) -> str | None:
             return kind if getattr(top, "flow", True) is not None else None
         top = getattr(top, "child_layer", None)
     return None
+
+
+def broken_field(headers: http.Headers) -> bool:
+    """Some field's name or value holds CR, LF or NUL (HTTP/1 obs-fold, a bare CR)."""
+    return any(FIELD_BREAK.search(name) or FIELD_BREAK.search(value) for name, value in headers.fields)
 
 
 def opted_out(host: str, globs: Sequence[str]) -> bool:
@@ -123,7 +136,9 @@ class UnjudgedTraffic:
         if flow.response is not None:
             return
         req = flow.request
-        if "upgrade" in req.headers:
+        if broken_field(req.headers):  # always: what the server reads is not what was judged
+            self._answer(flow, 400, BROKEN_FIELD)
+        elif "upgrade" in req.headers:
             if self._refuses("protocol upgrade", req.host):
                 self._answer(flow, 403, f"an upgrade to {shown(req.headers['upgrade'], 60)} (WebSocket, h2c, ...) "
                              f"is not judged by the policy proxy, which judges MCP over HTTP only; "
