@@ -25,6 +25,7 @@ system-deps:  ## Debian packages: redis-server, chromium, iptables (shared state
 
 test: $(VENV)/.installed $(TS)/node_modules/.installed system-deps  ## every test: unit, property-based and end-to-end (real processes)
 	scripts/setup-langchain-venv  # .venv-langchain: the LangChain agent of the identity tests (mcp<2)
+	scripts/setup-sora-venv  # .venv-sora: the real mcp-sora of the demo, scan and coverage tests (mcp<2)
 	$(PY) -m pytest -q -rs
 
 test-fast: $(VENV)/.installed  ## unit tests only, no processes started

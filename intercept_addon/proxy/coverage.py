@@ -104,7 +104,6 @@ def _annotate(flow: http.HTTPFlow, report: Coverage) -> None:
         return  # another list on the same flow (a stream): noted once
     keys = [u.key for u in report.unmatched]
     flow.metadata["mcp.unmatched"] = report.lines(server_text(origin_of(flow.request)))
-    flow.marked = flow.marked or ":warning:"
     summary = (f"POLICY KEYS MATCH NO TOOL: {', '.join(shown(k) for k in keys)}" if keys
                else f"POLICY ARGUMENTS THE TOOLS DO NOT HAVE: {len(report.findings)}")
     flow.comment = f"{flow.comment}; {summary}" if flow.comment else summary
