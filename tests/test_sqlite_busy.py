@@ -138,14 +138,14 @@ async def test_an_uncounted_call_is_answered_while_a_counted_one_waits_for_the_l
         async with client(url, "auto", agent="a1") as counted, client(url, "auto", agent="a2") as uncounted:
             await counted.call_tool("generate", {"prompt": "warm"})
             await uncounted.call_tool("echo", {"text": "warm"})
-            holder = hold_lock(state, 2.0)
+            holder = hold_lock(state, 3.0)
             generate = asyncio.ensure_future(counted.call_tool("generate", {"prompt": "p"}))
             await asyncio.sleep(0.3)  # the proxy has it, and found the file locked
             start = time.monotonic()
             echoed = await uncounted.call_tool("echo", {"text": "now"})
             answered = time.monotonic() - start
             assert echoed.content[0].text == "now"
-            assert answered < 0.3, f"echo took {answered:.3f} s behind a locked counter store"
+            assert answered < 1.0, f"echo took {answered:.3f} s behind a locked counter store"
             assert not generate.done()  # still waiting for the other process's lock
             assert (await generate).content[0].text == "generated p"
             assert holder.wait(timeout=10) == 0
