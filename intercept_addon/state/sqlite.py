@@ -1,18 +1,30 @@
 """Counters in a SQLite file: they survive a proxy restart, and several proxies on one machine
-can share the file (each reserve is one IMMEDIATE transaction, so the check and the increment
-cannot interleave with another process).
+can share the file (every reserve checks and increments inside the file's write lock, so the
+check and the increment cannot interleave with another process).
 
-Calls run on the event loop, synchronously: a WAL commit without fsync (synchronous=NORMAL)
-takes tens of microseconds, cheaper than handing each one to a thread. But they never wait
-for a lock there: the loop's connection has no busy timeout, and an operation that finds the
-file locked (another proxy's transaction) is run again in a worker thread, on its own
-connection that waits up to BUSY_TIMEOUT seconds, while the loop serves other flows.
+Calls run on the event loop, synchronously, and never wait for a lock there: the loop's
+connection has no busy timeout, and an operation that finds the file locked (another proxy's
+transaction) is run again in a worker thread, on its own connection that waits up to
+BUSY_TIMEOUT seconds, while the loop serves other flows.
+
+Write-behind: a commit (writing the WAL) costs several times the statements it commits, so a
+proxy alone on its file that writes faster than one commit per BATCH_SECONDS keeps one
+transaction open for up to BATCH_SECONDS (or BATCH_OPS operations) and commits them together;
+a write after a pause commits at once. It holds the write lock all that time, so its reads
+are exact and nobody else can write in between: the batch changes when counts reach the
+file, not what a reserve decides. A crash (not a clean shutdown: ``close`` commits) loses the
+reservations of the open batch, at most BATCH_SECONDS of loop time and BATCH_OPS operations.
+Whether a proxy is alone is told by a lock file beside the database that every store holds
+shared: while another store has the file open, every operation commits at once, as before,
+so two proxies never wait a whole batch for each other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +44,7 @@ from intercept_addon.state import (
     sliding_retry,
     total_of,
 )
+from intercept_addon.state.neighbours import Neighbours
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calendar (
@@ -48,7 +61,10 @@ CREATE INDEX IF NOT EXISTS sliding_window ON sliding (key, seconds, ts, amount);
 """
 SWEEP_EVERY = 1024
 BUSY_TIMEOUT = 5.0  # seconds an operation waits, off the loop, for another process's lock
+BATCH_SECONDS = 0.02  # the longest a lone proxy's batch stays uncommitted (what a crash can lose)
+BATCH_OPS = 256  # ... and the most operations in one batch
 T = TypeVar("T")
+log = logging.getLogger("intercept")
 
 
 def _connect(path: str, timeout: float) -> sqlite3.Connection:
@@ -61,17 +77,23 @@ def _busy(exc: sqlite3.Error) -> bool:
 
 
 def _attempt(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
-    """``work`` on ``db``; a write in one IMMEDIATE transaction (all of it or none)."""
+    """``work`` on ``db``, a write all of it or none, inside an IMMEDIATE transaction that the
+    caller commits: the one already open (a batch), else a new one."""
     if not write:
         return work(db)
-    db.execute("BEGIN IMMEDIATE")
+    joined = db.in_transaction
+    db.execute("SAVEPOINT op" if joined else "BEGIN IMMEDIATE")
     try:
         result = work(db)
     except BaseException:
-        if db.in_transaction:
+        if joined:  # the batch keeps what earlier operations did
+            db.execute("ROLLBACK TO op")
+            db.execute("RELEASE op")
+        elif db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
+    if joined:
+        db.execute("RELEASE op")
     return result
 
 
@@ -86,9 +108,16 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
             self._db.execute("PRAGMA busy_timeout=0")  # from now on the loop never waits
-        except sqlite3.Error as exc:
+            self._neighbours = Neighbours(self.path)
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open state file {self.path}: {exc}") from exc
         self._since_sweep = 0
+        # The loop connection's open batch: commit it after BATCH_SECONDS or BATCH_OPS.
+        self._batching = False
+        self._batched = 0
+        self._commit_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._last_commit = float("-inf")
         # One thread with its own connection, started the first time the file is locked.
         self._waiter: ThreadPoolExecutor | None = None
         self._waiter_db: sqlite3.Connection | None = None
@@ -96,7 +125,12 @@ class SqliteStore:
     async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         """``work(connection)`` now if the file is free, else in the worker once it is."""
         try:
-            return _attempt(self._db, work, write)
+            if write and not self._db.in_transaction:  # a new transaction: batch it?
+                self._batching = self._busy_writing() and self._neighbours.alone()
+            result = _attempt(self._db, work, write)
+            if write:
+                self._written()
+            return result
         except sqlite3.Error as exc:
             if not _busy(exc):
                 raise StoreError(f"state file {self.path}: {exc}") from exc
@@ -109,9 +143,52 @@ class SqliteStore:
         try:
             if self._waiter_db is None:
                 self._waiter_db = _connect(self.path, BUSY_TIMEOUT)
-            return _attempt(self._waiter_db, work, write)
+            result = _attempt(self._waiter_db, work, write)
+            if write:
+                self._waiter_db.execute("COMMIT")
+            return result
         except sqlite3.Error as exc:
+            if self._waiter_db is not None and self._waiter_db.in_transaction:
+                self._waiter_db.execute("ROLLBACK")
             raise StoreError(f"state file {self.path}: {exc}") from exc
+
+    def _busy_writing(self) -> bool:
+        """Did the last commit end a moment ago? Then writes come faster than batches: batch
+        them. A write after a pause commits at once, so an idle proxy never holds the lock."""
+        return time.monotonic() - self._last_commit < BATCH_SECONDS
+
+    def _written(self) -> None:
+        """An operation is in the loop connection's transaction: commit now, or with its batch."""
+        if not self._batching:
+            self._commit()
+            return
+        self._batched += 1
+        if self._batched >= BATCH_OPS:
+            self._commit()
+        elif self._commit_timer is None:
+            self._commit_timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._commit_batch)
+
+    def _commit(self) -> None:
+        """Commit the loop connection's transaction (a failure raises: the caller fails closed)."""
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+        self._batched = 0
+        self._last_commit = time.monotonic()
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _commit_batch(self) -> None:
+        """The batch's time is up. Its calls are answered already: a failure can only be logged."""
+        self._commit_timer = None
+        try:
+            self._commit()
+        except sqlite3.Error as exc:
+            log.error(f"intercept: state file {self.path}: a batch of counter updates was lost: {exc}")
 
     @staticmethod
     def _total(db: sqlite3.Connection, key: str, window: Window, now: float) -> Decimal:
@@ -227,7 +304,16 @@ class SqliteStore:
         return [(key, total) for key, total in totals if total]
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._db.in_transaction:  # a clean shutdown loses no count
+                self._commit()
+        except sqlite3.Error as exc:
+            log.error(f"intercept: state file {self.path}: the last counter updates were lost: {exc}")
         self._db.close()
+        self._neighbours.close()
         if self._waiter is not None:  # after what it still has queued
             await asyncio.get_running_loop().run_in_executor(self._waiter, self._close_waiter_db)
             self._waiter.shutdown()
