@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
@@ -107,6 +108,12 @@ def loads(body: bytes, *, max_depth: int = 64) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError(PARSE_ERROR, "body is not valid UTF-8") from None
+    value = _plain(text, max_depth)
+    return _strict(text, max_depth) if value is _DOUBT else value
+
+
+def _strict(text: str, max_depth: int) -> Any:
+    """The reference reading: every object and number through our hooks."""
     try:
         value = json.loads(
             text, object_pairs_hook=_object, parse_constant=_constant, parse_int=_int, parse_float=_decimal
@@ -120,6 +127,47 @@ def loads(body: bytes, *, max_depth: int = 64) -> Any:
     if not _depth_ok(value, max_depth):
         raise ProtocolError(PARSE_ERROR, f"nesting deeper than {max_depth} levels")
     return value
+
+
+_DOUBT = object()
+# Where a key ends: its closing quote, JSON whitespace, the colon. Every key/value pair of the
+# text has one such match of its own (a match ending at an earlier colon cannot reach past
+# the key's opening quote), and text inside strings can only add matches, never hide one.
+_KEY_END = re.compile(r'"[ \t\r\n]*:')
+_INT_LIMIT = 10**MAX_INT_DIGITS
+
+
+def _plain(text: str, max_depth: int) -> Any:
+    """The value C json alone reads from ``text`` when that is provably what ``_strict`` reads,
+    else _DOUBT. Proof: C json keeps the last of duplicate keys, so the tree holds fewer pairs
+    than the text; the text holds at most as many pairs as ``_KEY_END`` matches. Equal counts
+    leave no room for a duplicate. Then one walk checks what the hooks check: depth, folded
+    keys, integer length; any float (a fraction, an exponent, NaN, Infinity) needs Decimal or a
+    refusal, so it is left to ``_strict``, as is any text C json refuses."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return _DOUBT
+    pairs = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return _DOUBT
+        children = item.values() if type(item) is dict else item if type(item) is list else ()
+        if type(item) is dict:
+            pairs += len(item)
+            if not all(k.isascii() and k.islower() for k in item) and len({fold(k) for k in item}) < len(item):
+                return _DOUBT
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is float or (kind is int and not -_INT_LIMIT < child < _INT_LIMIT):
+                return _DOUBT
+    if type(value) is float or (type(value) is int and not -_INT_LIMIT < value < _INT_LIMIT):
+        return _DOUBT
+    return value if pairs == len(_KEY_END.findall(text)) else _DOUBT
 
 
 def _encode(value: Any, out: list[str], sort_keys: bool = False) -> None:
