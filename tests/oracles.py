@@ -15,7 +15,6 @@ from typing import Any
 
 from mitmproxy.test import tflow
 
-from intercept_addon.policy.engine import Engine
 from intercept_addon.policy.file import parse_policy
 from intercept_addon.proxy.addon import InterceptAddon
 from intercept_addon.proxy.pending import Pending
@@ -71,7 +70,7 @@ def check_request(body: bytes, headers: dict[str, str]) -> None:
 @functools.cache
 def _hiding_addon() -> InterceptAddon:
     addon = InterceptAddon()
-    addon.toollists.use(Engine(parse_policy(HIDING_POLICY)))
+    addon.toollists.use({"<test>": parse_policy(HIDING_POLICY)})
     return addon
 
 

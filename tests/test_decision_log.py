@@ -40,13 +40,13 @@ async def test_one_line_per_decision(proxy):
     for i in range(4):
         await proxy.call("generate", {"prompt": f"p{i}"})
     allowed, deleted, *generated = proxy.log_lines()
-    assert allowed.keys() == {"time", "instance", "flow", "agent", "user", "process", "session", "tool", "decision",
+    assert allowed.keys() == {"time", "instance", "flow", "agent", "user", "process", "session", "server", "tool", "decision",
                               "kind", "rule", "message", "retry_after", "blocked", "args_sha256"}
     assert datetime.fromisoformat(allowed["time"]).utcoffset().total_seconds() == 0
     assert allowed["instance"] == f"{socket.gethostname()}:{os.getpid()}"
     assert allowed | {"time": None, "instance": None, "flow": None} == {
         "time": None, "instance": None, "flow": None, "agent": "agent-header:a1", "user": None, "process": None,
-        "session": None, "tool": "echo",
+        "session": None, "server": None, "tool": "echo",
         "decision": "allow", "kind": "allow", "rule": None, "message": None, "retry_after": None, "blocked": False,
         "args_sha256": digest({"text": "héllo", "a": [1, 2]})}
     assert deleted["decision"] == "deny" and deleted["kind"] == "deny" and deleted["rule"] == "no deletes"

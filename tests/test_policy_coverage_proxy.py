@@ -12,7 +12,6 @@ import pytest
 from mitmproxy.test import tflow, tutils
 
 from addon_context import proxy_context
-from intercept_addon.policy.engine import Engine
 from intercept_addon.policy.file import parse_policy
 from intercept_addon.proxy import coverage
 from intercept_addon.proxy.toollists import ToolLists
@@ -24,8 +23,9 @@ WARNING = ('intercept: policy key "Image-to-Video" matches no tool of http://127
            "closest: sora_generate_video_from_image, sora_generate_video")
 
 
-def engine(text: str) -> Engine:
-    return Engine(parse_policy(text, "<test>"))
+def engine(text: str) -> dict:
+    """The policies ToolLists.use takes: one file, naming no servers."""
+    return {"<test>": parse_policy(text, "<test>")}
 
 
 def answer(tools: list, cursor: str | None = None) -> dict:
@@ -112,7 +112,7 @@ def test_servers_and_tools_remembered_are_bounded(caplog):
     assert len(lists.coverage.servers) == coverage.MAX_SERVERS
     many = [{"name": f"t{i}"} for i in range(coverage.MAX_TOOLS + 500)]
     lists.judge(flow(50_000), answer(many, cursor="never ends"))
-    assert len(lists.coverage.servers[("http", "127.0.0.1", 50_000)].tools) == coverage.MAX_TOOLS
+    assert len(lists.coverage.servers["http://127.0.0.1:50000"].tools) == coverage.MAX_TOOLS
 
 
 async def test_status_command_shows_the_report(tmp_path: Path):

@@ -46,6 +46,9 @@ MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cach
 # Between a counter key's namespace, counter name and who it counts: it cannot appear in
 # YAML-authored names nor in HTTP header values, so it keeps the parts apart unambiguously.
 KEY_SEP = "\x1f"
+# Between the server and who is counted, in the last part (a server's counters are its own,
+# and a reset by tool or counter name still reaches every server's).
+SERVER_SEP = "\x1e"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class Call:
     user: str | None = None  # the verified user's subject, never an unverified one
     claims: Mapping[str, Any] | None = None  # that user's verified claims
     mcp_session: str | None = None  # the MCP session inside the agent (scope: mcp-session)
+    server: str = ""  # the server whose counters these are; "" when one policy governs every server
 
     def identity(self) -> dict[str, Any]:
         """What ``identity.*`` paths read: absent parts are missing, never empty."""
@@ -97,6 +101,8 @@ class CounterSpec:
             part = f"{call.agent}{KEY_SEP}{call.mcp_session or ''}"
         else:
             part = ""
+        if call.server:
+            part = f"{call.server}{SERVER_SEP}{part}"
         return KEY_SEP.join((self.namespace, self.name, part))
 
     def amount(self, call: Call) -> Decimal | None:

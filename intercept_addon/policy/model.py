@@ -24,6 +24,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from intercept_addon.policy.fingerprint import PATTERN as FINGERPRINT
 from intercept_addon.policy.rules import Rule, namespace_of
+from intercept_addon.policy.servers import ServerPattern, parse_pattern
 from intercept_addon.policy.validation import StrictModel, error_at, raise_errors, reraise
 from intercept_addon.policy.values import GLOBAL_NAMESPACE, is_glob, split_state_path
 from intercept_addon.wire.text import escaped, shown
@@ -106,6 +107,30 @@ class Policy(StrictModel):
     deny_as: Literal["error", "result"] | None = None
     tools: dict[StrictStr, ToolPolicy]
     fingerprints: Fingerprints | None = None
+    # Our extension: the servers this policy governs (policy/servers.py); None: the fallback.
+    servers: list[ServerPattern] | None = None
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _server_patterns(cls, servers: Any) -> list[ServerPattern]:
+        if not isinstance(servers, list) or not servers:
+            raise PydanticCustomError("policy", "servers must be a non-empty list of URL patterns, got {v}",
+                                      {"v": shown(_as_written(servers))})
+        errors, patterns, seen = [], [], set()
+        for i, text in enumerate(servers):
+            try:
+                if not isinstance(text, str):
+                    raise ValueError(f"server pattern must be a string, got {shown(_as_written(text))}")
+                pattern = parse_pattern(text)
+                if pattern.canonical in seen:
+                    raise ValueError(f"duplicate server pattern {shown(text)}")
+            except ValueError as exc:
+                errors.append(error_at((i,), str(exc), text))
+                continue
+            seen.add(pattern.canonical)
+            patterns.append(pattern)
+        raise_errors("servers", errors)
+        return patterns
 
     @field_validator("version", mode="before")
     @classmethod

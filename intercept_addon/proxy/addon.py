@@ -3,8 +3,8 @@
 mitmproxy forwards a flow whose hook raised, so every hook body runs inside ``_guard``: on any
 error the request is refused (500), or the response replaced by a 502, never passed on unjudged.
 
-Components (one concern each): settings (options), PolicySource (the file), ToolLists (the
-engine, hidden tools and pins), Counters (store + ledger), Identities, LegacyStreams,
+Components (one concern each): settings (options), PolicySources (the files), ToolLists (the
+policy of each server, hidden tools and pins), Counters (store + ledger), Identities, LegacyStreams,
 CallJudge (requests), ResponseJudge and Answers (what comes back), Verdicts (flow notes,
 replies, decision hooks), Continuations (multi-round-trip calls).
 """
@@ -20,8 +20,6 @@ from typing import Any
 
 from mitmproxy import ctx, http
 
-from intercept_addon.policy.engine import Engine
-from intercept_addon.policy.model import Policy
 from intercept_addon.proxy import settings as options
 from intercept_addon.proxy.answers import Answers
 from intercept_addon.proxy.calls import CallJudge
@@ -30,7 +28,7 @@ from intercept_addon.proxy.counters import Counters
 from intercept_addon.proxy.identity import Identities
 from intercept_addon.proxy.legacy_streams import LegacyStream, LegacyStreams
 from intercept_addon.proxy.pending import Pending
-from intercept_addon.proxy.policy_source import PolicySource
+from intercept_addon.proxy.policy_sources import PolicySources
 from intercept_addon.proxy.responses import ResponseJudge
 from intercept_addon.proxy.settings import Settings
 from intercept_addon.proxy.streams import fail_response
@@ -47,8 +45,8 @@ class InterceptAddon:
 
     def __init__(self) -> None:
         self.settings: Settings | None = None
-        self.policy = PolicySource(self._use_policy)
         self.toollists = ToolLists()
+        self.policy = PolicySources(self.toollists.use)  # counters live in the store: a reload keeps them
         self.counters = Counters()
         self.identities = Identities()
         self.legacy = LegacyStreams()
@@ -65,10 +63,6 @@ class InterceptAddon:
         self._background: set[asyncio.Task[None]] = set()  # verifier starts and closes after a change
 
     # -- what other addons read ------------------------------------------------------------
-
-    @property
-    def engine(self) -> Engine | None:
-        return self.toollists.engine
 
     @property
     def store(self) -> Any:
@@ -92,9 +86,6 @@ class InterceptAddon:
     def reload_policy(self) -> bool:
         return self.policy.reload()
 
-    def _use_policy(self, policy: Policy | None) -> None:
-        self.toollists.use(Engine(policy) if policy is not None else None)  # counters live in the store
-
     # -- lifecycle -------------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
@@ -104,6 +95,7 @@ class InterceptAddon:
         opts = ctx.options
         self.settings = options.read(opts)
         options.check_mitmproxy_options(opts, updated)
+        self.toollists.servers.configure(self.settings.unnamed_server, self.settings.reverse)
         if any(o.startswith("intercept_jwt_") for o in updated):
             self._use_tokens(TokenVerifier.from_options(opts))
         self.counters.configure(opts, updated)

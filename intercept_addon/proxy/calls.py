@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 
-from intercept_addon.policy.engine import Call
+from intercept_addon.policy.engine import SERVER_SEP, Call
 from intercept_addon.proxy.continuations import arguments_key, retry_state
 from intercept_addon.proxy.identity import Who
 from intercept_addon.proxy.legacy_streams import LegacyStream
 from intercept_addon.proxy.pending import OwedCall, Pending
+from intercept_addon.proxy.servers import Binding
 from intercept_addon.proxy.tokens import TokenError
 from intercept_addon.proxy.verdicts import reply
 from intercept_addon.wire import admission, jsonrpc, legacy, mcp
@@ -48,7 +49,8 @@ class CallJudge:
         core, req = self.core, flow.request
         if req.method == "GET" and "text/event-stream" in req.headers.get("accept", "").lower():
             req.headers["accept-encoding"] = "identity"  # a legacy stream must be readable
-            if core.toollists.engine is not None:  # its answers are filtered for this caller
+            if core.toollists.active:  # its answers are filtered for this caller, under its server's policy
+                await self.bind(flow, None)
                 core.stream_callers[flow.id] = await self.who(flow, header_map(req.headers), None)
         # Every body is judged, whatever the method: a lenient server may route PUT or PATCH
         # to its JSON-RPC handler too. Bodiless requests (GET streams, DELETE) carry no call.
@@ -61,11 +63,12 @@ class CallJudge:
         stream = core.legacy.for_post(req)
         if stream is not None:
             _check_legacy(admitted, stream)
-        who = await self.who(flow, headers, stream.key if stream is not None else None,
-                             answering=None if admitted.batch else admitted.messages[0].id)
+        answering = None if admitted.batch else admitted.messages[0].id
+        binding = await self.bind(flow, answering)
+        who = await self.who(flow, headers, stream.key if stream is not None else None, answering=answering)
         pending = Pending(caller=who)
         try:
-            denials = [await self._message(flow, admitted, i, who, pending)
+            denials = [await self._message(flow, admitted, i, who, binding, pending)
                        for i in range(len(admitted.messages))]
             if stream is not None:
                 self._legacy_post(flow, admitted, denials[0], pending, stream)
@@ -77,6 +80,14 @@ class CallJudge:
             for ticket in pending.tickets():
                 if not ticket.forwarded:
                     core.counters.ledger.release(ticket)
+
+    async def bind(self, flow: http.HTTPFlow, answering: str | int | None) -> Binding:
+        """The policy that governs the flow's server; a refusal answers request id ``answering``."""
+        try:
+            return await self.core.toollists.servers.of(flow)
+        except ProtocolError as exc:
+            exc.id = answering
+            raise
 
     async def who(self, flow: http.HTTPFlow, headers: dict[str, str], legacy_key: str | None,
                   answering: str | int | None = None) -> Who:
@@ -102,7 +113,7 @@ class CallJudge:
             meta["mcp.process"] = f"{escaped(who.process.name)} (pid {who.process.pid})"  # the process names itself
         return who
 
-    async def _message(self, flow: http.HTTPFlow, admitted: Admitted, index: int, who: Who,
+    async def _message(self, flow: http.HTTPFlow, admitted: Admitted, index: int, who: Who, binding: Binding,
                        pending: Pending) -> Denial | None:
         """Judge one message; return the local reply if it is denied."""
         core, msg = self.core, admitted.messages[index]
@@ -116,15 +127,16 @@ class CallJudge:
         tools = flow.metadata.get("mcp.tool")  # a batch's flow names every tool it calls
         if tools is None or call.name not in tools.split(", "):
             flow.metadata["mcp.tool"] = call.name if tools is None else f"{tools}, {call.name}"
-        engine, store = core.toollists.engine, core.counters.store
+        engine, store = binding.engine, core.counters.store
         if engine is None:
             flow.metadata["mcp.decision"] = "inspect"
             return None
         is_retry, state = retry_state(msg.params)
         arguments = arguments_key(call.arguments)
-        counted = not (is_retry and core.continuations.take(who.agent, call.name, arguments, state))
-        decision = core.toollists.pin_decision(flow, call.name) or await engine.evaluate(
-            Call(who.agent, call.name, call.arguments, who.user, who.claims, who.mcp_session),
+        credit = f"{binding.server}{SERVER_SEP}{who.agent}" if binding.server else who.agent  # one server's credits
+        counted = not (is_retry and core.continuations.take(credit, call.name, arguments, state))
+        decision = core.toollists.pin_decision(flow, binding, call.name) or await engine.evaluate(
+            Call(who.agent, call.name, call.arguments, who.user, who.claims, who.mcp_session, binding.server),
             store, count=counted)  # type: ignore[arg-type]
         ticket = None
         if decision.reservation is not None and decision.reservation.applied:
@@ -132,7 +144,7 @@ class CallJudge:
         if ticket is not None or not counted:  # its answer settles it, or may ask for another round
             meta = (msg.params or {}).get("_meta")
             token = meta.get("progressToken") if isinstance(meta, dict) else None
-            pending.calls[id_key(msg.id)] = OwedCall(msg.id, who.agent, call.name, ticket,  # type: ignore[arg-type]
+            pending.calls[id_key(msg.id)] = OwedCall(msg.id, credit, call.name, ticket,  # type: ignore[arg-type]
                                                      id_key(token) if token is not None else None, arguments)
         core.verdicts.annotate(flow, decision, call.arguments, core.settings)
         if decision.allowed or not core.settings.enforcing:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mitmproxy import command, ctx, exceptions, http
 
-from intercept_addon.policy.engine import KEY_SEP, Decision
+from intercept_addon.policy.engine import KEY_SEP, SERVER_SEP, Decision
 from intercept_addon.proxy.table import format_table
 
 if TYPE_CHECKING:
@@ -35,11 +35,16 @@ def _counter_rows(intercept: InterceptAddon, counters: list[tuple[str, Decimal]]
         return ["counters: none in their current window"]
     rows = []
     for key, total in sorted(counters):
-        namespace, name, session = key.split(KEY_SEP, 2)
-        spec = intercept.engine.counter(namespace, name) if intercept.engine is not None else None
-        rows.append((namespace, name, session or "(all)", total, spec.describe if spec else "(not in the policy)"))
+        namespace, name, counted = key.split(KEY_SEP, 2)
+        server, _, session = counted.rpartition(SERVER_SEP)
+        spec = intercept.toollists.counter(server, namespace, name)
+        rows.append((server or "(every server)", namespace, name, session or "(all)", total,
+                     spec.describe if spec else "(not in the policy)"))
+    if not any(row[0] != "(every server)" for row in rows):
+        return ["counters (current window):",
+                *format_table(["tool", "counter", "counted for", "value", "limit"], [row[1:] for row in rows])]
     return ["counters (current window):",
-            *format_table(["tool", "counter", "counted for", "value", "limit"], rows)]
+            *format_table(["server", "tool", "counter", "counted for", "value", "limit"], rows)]
 
 
 class InterceptCommands:
@@ -105,6 +110,7 @@ class InterceptCommands:
         if rules:
             lines += format_table(["rule", "allow", "deny"],
                                   [(r, self.by_rule[(r, "allow")], self.by_rule[(r, "deny")]) for r in rules])
+        lines += self.intercept.toollists.servers.status()
         lines += self.intercept.toollists.coverage.status()
         counters = self._store_call(lambda: self.intercept.store.snapshot(time.time()),  # type: ignore[union-attr]
                                     "counters", lambda c: _counter_rows(self.intercept, c))

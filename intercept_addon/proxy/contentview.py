@@ -32,7 +32,7 @@ STREAM_CUT_KEY = "mcp.stream_bytes"  # total bytes of a stream whose kept copy w
 # flow.metadata keys shown in the header, in this order (set by InterceptAddon).
 HEADER_KEYS = (("decision", "mcp.decision"), ("rule", "mcp.rule"), ("message", "mcp.reason"),
                ("retry_after", "mcp.retry_after"), ("agent", "mcp.agent"), ("user", "mcp.user"),
-               ("process", "mcp.process"), ("session", "mcp.session"))
+               ("process", "mcp.process"), ("session", "mcp.session"), ("server", "mcp.server"))
 
 
 def _is_json(content_type: str | None) -> bool:

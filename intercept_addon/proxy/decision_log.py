@@ -188,6 +188,7 @@ class DecisionLog:
             "user": meta.get("mcp.user"),
             "process": meta.get("mcp.process"),
             "session": meta.get("mcp.session"),
+            "server": meta.get("mcp.server"),
         }
         if decision is None:
             entry.update(tool=meta.get("mcp.tool"), decision="refused", kind="protocol", rule=None,

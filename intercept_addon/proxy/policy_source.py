@@ -36,7 +36,9 @@ Seen = tuple[str, str]  # (resolved path, SHA-256 of the bytes)
 class PolicySource:
     """The policy file: loaded once at start, then reloaded when its content changes and has settled.
 
-    ``apply(policy)`` puts a policy in force; ``apply(None)`` means no policy (inspect only)."""
+    ``apply(policy)`` puts a policy in force; ``apply(None)`` means no policy (inspect only).
+    ``apply`` may refuse a policy by raising PolicyError (it does not fit with the others in
+    force): the file's previous policy then stays, as for an invalid file."""
 
     def __init__(self, apply: Callable[[Policy | None], None], *, poll_seconds: float = POLL_SECONDS) -> None:
         self._apply = apply
@@ -66,6 +68,11 @@ class PolicySource:
             self._put_in_force(path, seen, parse_policy_bytes(raw, path))
         except PolicyError as exc:
             raise exceptions.OptionsError(f"intercept: invalid policy, not started:\n{exc}") from None
+
+    def watch(self, path: str) -> None:
+        """Watch ``path`` without a policy in force yet (a new file in a policy directory): it is
+        put in force once it is valid and has settled."""
+        self.path, self.digest, self._resolved = path, None, None
 
     def reload(self) -> bool:
         """Load the file again now (the intercept.reload command), settled or not: True if it
@@ -142,12 +149,11 @@ class PolicySource:
 
     def _load(self, seen: Seen, raw: bytes) -> bool:
         try:
-            policy = parse_policy_bytes(raw, self.path)
+            self._put_in_force(self.path, seen, parse_policy_bytes(raw, self.path))
         except PolicyError as exc:
             self._refused = seen  # reported once, not at every poll
             self._refuse(exc)
             return False
-        self._put_in_force(self.path, seen, policy)
         return True
 
     def _put_in_force(self, path: str, seen: Seen, policy: Policy) -> None:

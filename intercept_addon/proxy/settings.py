@@ -13,6 +13,7 @@ from typing import Any
 from mitmproxy import exceptions
 
 from intercept_addon.proxy import tokens
+from intercept_addon.proxy.servers import UNNAMED
 from intercept_addon.state.fail_mode import FAIL_MODES
 from intercept_addon.wire import mcp
 from intercept_addon.wire.encodings import BODY_BUFFER_LIMIT
@@ -22,12 +23,18 @@ MODES = ("enforce", "monitor")
 DENY_AS = ("error", "result")
 IDENTITY_SOURCES = ("agent-header", "authorization", "process", "client", "mcp-session", "legacy-session")
 DEFAULT_IDENTITY = ("agent-header", "authorization", "process", "client")  # proxy/identity.py
-CHOICES = {"intercept_mode": MODES, "intercept_deny_as": DENY_AS, "intercept_state_fail": FAIL_MODES}
+CHOICES = {"intercept_mode": MODES, "intercept_deny_as": DENY_AS, "intercept_state_fail": FAIL_MODES,
+           "intercept_unnamed_server": UNNAMED}
 
 
 def declare(loader: Any) -> None:
     add = loader.add_option
-    add("intercept_policy", str, "", "Policy YAML file. Unset: inspect only, nothing is blocked.")
+    add("intercept_policy", str, "",
+        "Policy YAML file, comma-separated files, or a directory of them (each may name its "
+        "servers:). Unset: inspect only, nothing is blocked.")
+    add("intercept_unnamed_server", str, "inspect",
+        "A server no policy's servers: names (once any does): inspect (annotated, nothing blocked), "
+        "fallback (the policy without servers:), or deny.", choices=UNNAMED)
     add("intercept_mode", str, "enforce", "enforce: block denied calls; monitor: only log and mark.", choices=MODES)
     add("intercept_deny_as", str, "error",
         "error: JSON-RPC error reply; result: tool result with isError and the reason as text.", choices=DENY_AS)
@@ -60,6 +67,8 @@ class Settings:
     identity: tuple[str, ...]
     agent_header: str  # lower-cased
     log_allowed: bool
+    unnamed_server: str
+    reverse: bool  # every listening mode is reverse: a policy without servers governs the upstream
 
     @property
     def enforcing(self) -> bool:
@@ -90,6 +99,8 @@ def read(opts: Any) -> Settings:
         identity=sources,
         agent_header=opts.intercept_agent_header.lower(),
         log_allowed=opts.intercept_log_allowed,
+        unnamed_server=opts.intercept_unnamed_server,
+        reverse=bool(opts.mode) and all(m.startswith("reverse:") for m in opts.mode),
     )
 
 

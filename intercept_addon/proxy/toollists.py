@@ -8,59 +8,93 @@ cannot slip a list past the filter under an id the proxy does not expect.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from mitmproxy import http
 
 from intercept_addon.policy import fingerprint
 from intercept_addon.policy.engine import Call, Decision, Engine
+from intercept_addon.policy.model import Policy
 from intercept_addon.proxy.coverage import PolicyCoverage
+from intercept_addon.proxy.servers import Binding, Governed, ServerBindings
 from intercept_addon.wire import mcp
 
 log = logging.getLogger("intercept")
 
+MAX_PINNED_SERVERS = 1024  # servers whose pin changes are remembered
+
 
 class ToolLists:
-    def __init__(self) -> None:
-        self.engine: Engine | None = None
-        self.pins = fingerprint.PinWatch()  # pinned tools last served with another definition
-        self.coverage = PolicyCoverage()
+    """Per server (proxy/servers.py): the policy that governs it, its hidden tools, its pins."""
 
-    def use(self, engine: Engine | None) -> None:
-        old = self.engine.policy.fingerprints if self.engine is not None else None
-        if engine is None or engine.policy.fingerprints != old:
-            self.pins.forget()  # changes were judged against the old pins
-        self.engine = engine
-        self.coverage.use(engine.policy if engine is not None else None)
+    def __init__(self) -> None:
+        self.servers = ServerBindings()
+        self.coverage = PolicyCoverage()
+        # server -> (the pins judged against, tools last served with another definition)
+        self._pins: OrderedDict[str, tuple[Any, fingerprint.PinWatch]] = OrderedDict()
+
+    def use(self, policies: dict[str, Policy] | None) -> None:
+        """A new set of policies (file -> policy); an unchanged file keeps its compiled engine."""
+        old = {g.source: g for g in self.servers.policies}
+        governed = []
+        for source, policy in (policies or {}).items():
+            kept = old.get(source)
+            governed.append(kept if kept is not None and kept.policy == policy else Governed(source, policy, Engine(policy)))
+        self.servers.use(governed)
+        self.coverage.use(self.servers)
+
+    @property
+    def active(self) -> bool:
+        """Is any policy in force?"""
+        return bool(self.servers.policies)
 
     @property
     def watched(self) -> bool:
-        """Does the policy change or judge tools/list answers (hidden tools, tools denied outright
+        """Does any policy change or judge tools/list answers (hidden tools, tools denied outright
         with ``hide_denied``, pinned definitions)?"""
-        policy = self.engine.policy if self.engine is not None else None
-        return policy is not None and (bool(policy.hide) or policy.hide_denied or policy.fingerprints is not None)
+        return any(bool(e.policy.hide) or e.policy.hide_denied or e.policy.fingerprints is not None
+                   for e in self.servers.engines)
 
     @property
     def per_caller(self) -> bool:
         """Are tools/list answers filtered per caller (``hide_denied``)?"""
-        return self.engine is not None and self.engine.policy.hide_denied
+        return any(e.policy.hide_denied for e in self.servers.engines)
+
+    def counter(self, server: str, namespace: str, name: str) -> Any:
+        """The counter spec a stored key names (for ``intercept.status``), or None."""
+        engines = [self.servers.governing(server)] if server else self.servers.engines
+        return next((spec for e in engines if e is not None and (spec := e.counter(namespace, name))), None)
+
+    def _pin_watch(self, server: str, pins: Any) -> fingerprint.PinWatch:
+        known = self._pins.get(server)
+        if known is None or known[0] != pins:  # changes were judged against the old pins
+            known = self._pins[server] = (pins, fingerprint.PinWatch())
+            if len(self._pins) > MAX_PINNED_SERVERS:
+                self._pins.popitem(last=False)
+        self._pins.move_to_end(server)
+        return known[1]
 
     def judge(self, flow: http.HTTPFlow, msg: dict[str, Any], caller: Any = None) -> bool:
         """Filter ``msg`` in place if it is shaped like a tools/list result; True if it changed.
         ``caller`` (a Who): with ``hide_denied``, tools denied outright for it are dropped too."""
-        engine = self.engine
-        if engine is None or not mcp.listed_tools(msg):
+        if not self.active or not mcp.listed_tools(msg):
             return False
-        self.coverage.observe(flow, msg)  # the list as served, hidden tools included
+        binding = self.servers.of_answer(flow)
+        engine = binding.engine
+        if engine is None:
+            return False
+        self.coverage.observe(flow, msg, binding)  # the list as served, hidden tools included
         hidden = engine.is_hidden
         if engine.policy.hide_denied and caller is not None:
             def hidden(name: str) -> bool:
                 return engine.is_hidden(name) or engine.denied_outright(
-                    Call(caller.agent, name, {}, caller.user, caller.claims, caller.mcp_session))
+                    Call(caller.agent, name, {}, caller.user, caller.claims, caller.mcp_session, binding.server))
         pins = engine.policy.fingerprints
         if pins is None:
             return mcp.filter_tools(msg, hidden)
-        changes = self.pins.observe(mcp.listed_tools(msg), pins.tools)
+        watch = self._pin_watch(binding.server, pins)
+        changes = watch.observe(mcp.listed_tools(msg), pins.tools)
         if changes:
             names = ", ".join(sorted({c.tool for c in changes}))  # pinned names: the policy's own
             flow.metadata["mcp.fingerprint_changed"] = names
@@ -71,14 +105,15 @@ class ToolLists:
                             f"pinned={c.pinned} served={c.served} on_change={pins.on_change}")
         hide = pins.on_change == "hide"
         return mcp.filter_tools(msg, lambda name: hidden(name)
-                                or (hide and self.pins.changed(name, pins.tools) is not None))
+                                or (hide and watch.changed(name, pins.tools) is not None))
 
-    def pin_decision(self, flow: http.HTTPFlow, tool: str) -> Decision | None:
-        """A denial for a pinned tool last served with another definition."""
-        engine = self.engine
+    def pin_decision(self, flow: http.HTTPFlow, binding: Binding, tool: str) -> Decision | None:
+        """A denial for a pinned tool last served (by this server) with another definition."""
+        engine = binding.engine
         assert engine is not None
         pins = engine.policy.fingerprints
-        if pins is None or self.pins.changed(tool, pins.tools) is None or engine.is_hidden(tool):
+        if pins is None or self._pin_watch(binding.server, pins).changed(tool, pins.tools) is None \
+                or engine.is_hidden(tool):
             return None
         flow.metadata["mcp.fingerprint_changed"] = tool
         if pins.on_change == "flag":

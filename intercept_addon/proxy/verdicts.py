@@ -76,8 +76,10 @@ class Verdicts:
         # Every log record is dispatched to every loaded addon, which costs more than the policy
         # check: allowed calls get an event-log line only on request (the decision log has them).
         if not decision.allowed or settings.log_allowed:
+            server = flow.metadata.get("mcp.server")
             log.info(f"intercept: {verdict} tool={decision.tool} agent={shown(str(flow.metadata.get('mcp.agent')))} "
-                     f"rule={decision.rule or '-'}" + (f" reason={shown(decision.message or '')}" if not decision.allowed else ""))
+                     + (f"server={shown(server)} " if server else "")
+                     + f"rule={decision.rule or '-'}" + (f" reason={shown(decision.message or '')}" if not decision.allowed else ""))
         self.notify(flow, decision, arguments)
 
     def notify(self, flow: http.HTTPFlow, decision: Decision | None, arguments: Mapping[str, Any] | None) -> None:
