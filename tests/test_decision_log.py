@@ -18,7 +18,8 @@ from mitmproxy import exceptions
 
 from addon_context import proxy_context
 from harness import ROOT, clean_env
-from intercept_addon.proxy.decision_log import FILE_NAME, summarize
+from intercept_addon.proxy.decision_log import FILE_NAME
+from intercept_addon.proxy.decision_summary import summarize
 
 
 @pytest.fixture

@@ -193,3 +193,34 @@ def test_a_list_of_files_and_an_empty_directory(tmp_path: Path):
     empty.mkdir()
     with pytest.raises(exceptions.OptionsError, match="no policy files"):
         PolicySources(applied.append).configure(str(empty))
+
+
+async def test_status_and_the_decision_log_name_the_server(tmp_path: Path):
+    from addon_context import proxy_context
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    write(policies, "here.yaml", 'servers: ["http://address:22/*"]\ntools:\n  generate:\n    rules:\n'
+                                 "      - action: allow\n        rate_limit: {max: 5, window: 60}\n")
+    write(policies, "elsewhere.yaml", 'servers: ["http://10.0.0.1/*"]\ntools: {}\n')
+    with proxy_context(tmp_path / "conf", policies) as proxy:  # tutils.treq sends to address:22
+        await proxy.call("generate", {"prompt": "p"})
+        lines = proxy.command("intercept.status")
+        entries = proxy.log_lines()
+    assert "servers:" in lines and f"  {policies / 'here.yaml'}: http://address:22/*" in lines
+    counters = lines[lines.index("counters (current window):") + 1:]
+    assert counters[0].split()[:2] == ["server", "tool"]
+    assert any(row.startswith("http://address:22/*") and "5 calls per 60 s" in row for row in counters)
+    assert entries[-1]["server"] == "http://address:22/*"
+
+
+def test_validate_takes_a_directory_and_refuses_a_server_named_twice(tmp_path: Path, capsys):
+    from intercept_addon.cli import main
+
+    write(tmp_path, "a.yaml", A)
+    write(tmp_path, "b.yaml", B)
+    assert main(["validate", str(tmp_path)]) == 0
+    assert "servers http://localhost:9000/*" in capsys.readouterr().out
+    write(tmp_path, "c.yaml", A)
+    assert main(["validate", str(tmp_path)]) == 1
+    assert "named by two policies" in capsys.readouterr().err

@@ -12,8 +12,9 @@ from pathlib import Path
 from intercept_addon import scan
 from intercept_addon.cli import script_path
 from intercept_addon.policy import coverage
-from intercept_addon.policy.file import PolicyError, load_policy
+from intercept_addon.policy.file import PolicyError, files_of, load_policy
 from intercept_addon.policy.model import Policy
+from intercept_addon.policy.servers import Named, check_set
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -25,7 +26,8 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"validate: {exc}", file=sys.stderr)
             return 1
     failed = False
-    for path in args.files:
+    loaded: list[Named] = []
+    for path in [f for spec in args.files for f in (files_of(spec)[0] or [spec])]:
         try:
             policy = load_policy(path)
         except PolicyError as exc:
@@ -35,12 +37,18 @@ def _validate(args: argparse.Namespace) -> int:
             continue
         rules = [rule for tool in policy.tools.values() for rule in tool.rules]
         counters = sum(1 for rule in rules if rule.counter is not None)
+        servers = f"; servers {', '.join(p.text for p in policy.servers)}" if policy.servers else ""
         print(
             f"{path}: OK ({len(policy.tools)} tools, {len(rules)} rules, {counters} counters, "
-            f"{len(policy.hide)} hidden, default {policy.default})"
+            f"{len(policy.hide)} hidden, default {policy.default}{servers})"
         )
+        loaded.append(Named(path, tuple(policy.servers) if policy.servers is not None else None))
         if listing is not None:
             failed = _report_coverage(path, policy, listing) or failed
+    bound = any(named.servers is not None for named in loaded)
+    for problem in check_set(loaded) if bound else ():  # the files as one intercept_policy value
+        failed = True
+        print(f"validate: {problem}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -56,7 +64,8 @@ def _report_coverage(path: str, policy: Policy, listing: scan.Listing) -> bool:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from intercept_addon.proxy.decision_log import FILE_NAME, report, summarize  # imports mitmproxy: only when asked
+    from intercept_addon.proxy.decision_log import FILE_NAME  # imports mitmproxy: only when asked
+    from intercept_addon.proxy.decision_summary import report, summarize
 
     path = Path(args.log or Path("~/.mitmproxy", FILE_NAME)).expanduser()  # the proxy's default place
     summary = summarize(path, recent=args.recent)
@@ -69,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="intercept-addon", description="Policy tools for the intercept-addon mitmproxy addon."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    validate = sub.add_parser("validate", help="check policy files; print every error with FILE:LINE:COL")
-    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate = sub.add_parser("validate", help="check policy files (or directories of them, as intercept_policy "
+                                                "takes them); print every error with FILE:LINE:COL")
+    validate.add_argument("files", nargs="+", metavar="FILE|DIR")
     validate.add_argument("--server", metavar="URL",
                           help="also compare each policy with this MCP server's tools (as scan connects): tool "
                                "keys and hide entries that match no tool, argument paths and in/not_in values "

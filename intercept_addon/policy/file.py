@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,30 @@ def load_policy(path: str | Path) -> Policy:
     except OSError as exc:
         raise PolicyError([PolicyIssue(str(path), 1, 1, "", f"cannot read policy: {exc.strerror}")]) from None
     return parse_policy_bytes(raw, str(path))
+
+
+EXTENSIONS = (".yaml", ".yml")
+
+
+def files_of(spec: str) -> tuple[list[str], list[str]]:
+    """(the policy files, the directories to watch for new ones) of an ``intercept_policy`` value."""
+    files, dirs = [], []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        if os.path.isdir(item):
+            dirs.append(item)
+            files += in_dir(item)
+        else:
+            files.append(item)
+    return list(dict.fromkeys(files)), dirs
+
+
+def in_dir(directory: str) -> list[str]:
+    """The policy files of a directory, by name."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [os.path.join(directory, n) for n in names
+            if n.endswith(EXTENSIONS) and not n.startswith(".") and os.path.isfile(os.path.join(directory, n))]

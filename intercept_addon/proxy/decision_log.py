@@ -5,7 +5,7 @@ the one place it records a decision (its ``decision_hooks``). A line looks like:
 
     {"time": "2026-05-01T12:00:00.123+00:00", "instance": "host:4242", "flow": "…",
      "agent": "process:4321@1764628800123", "user": null, "process": "python3 (pid 4321)",
-     "session": null, "tool": "charge", "decision": "deny", "kind": "condition",
+     "session": null, "server": null, "tool": "charge", "decision": "deny", "kind": "condition",
      "rule": "max charge", "message": "…", "retry_after": null, "blocked": true,
      "args_sha256": "…"}
 
@@ -14,31 +14,25 @@ numbers) *after* redaction, so secrets never reach the log in any form, not even
 that could be checked against guesses; ``arguments`` (the redacted arguments) is present only
 with ``intercept_log_args``. Requests refused as malformed get ``"decision": "refused"``.
 
-The summary behind ``python -m intercept_addon status`` is here too: this module owns the
-format both ways.
+The summary behind ``python -m intercept_addon status`` reads it back (decision_summary.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import asyncio
+import hashlib
 import logging
 import os
 import socket
-from collections import Counter, deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mitmproxy import ctx, exceptions, http
 
-from intercept_addon.wire import jsonrpc
 from intercept_addon.policy.engine import Decision
-from intercept_addon.proxy.table import format_table
-from intercept_addon.wire.text import escaped
+from intercept_addon.wire import jsonrpc
 
 if TYPE_CHECKING:
     from intercept_addon.proxy.addon import InterceptAddon
@@ -203,89 +197,3 @@ class DecisionLog:
             if ctx.options.intercept_log_args:
                 entry["arguments"] = shown
         return entry
-
-
-# -- reading the log back: ``python -m intercept_addon status`` -------------------------------
-
-
-def log_files(path: Path) -> list[Path]:
-    """The log and its rotated files, oldest first (FILE.N … FILE.1, FILE)."""
-    rotated = []
-    for sibling in path.parent.glob(f"{path.name}.*"):
-        suffix = sibling.name.removeprefix(f"{path.name}.")
-        if suffix.isdigit():
-            rotated.append((int(suffix), sibling))
-    return [p for _, p in sorted(rotated, reverse=True)] + ([path] if path.exists() else [])
-
-
-@dataclass
-class Summary:
-    files: list[Path]
-    entries: int = 0
-    skipped: int = 0  # lines that are not entries (a line cut by a crash, say)
-    verdicts: Counter[str] = field(default_factory=Counter)
-    rules: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, tool) of non-allow decisions
-    first: str | None = None
-    last: str | None = None
-    denials: list[dict[str, Any]] = field(default_factory=list)  # the most recent, oldest first
-
-    @property
-    def deny_rate(self) -> float:
-        return (self.entries - self.verdicts["allow"]) / self.entries if self.entries else 0.0
-
-
-def summarize(path: Path, *, recent: int = 10) -> Summary:
-    summary = Summary(log_files(path))
-    denials: deque[dict[str, Any]] = deque(maxlen=recent)
-    for entry in _entries(summary):
-        summary.entries += 1
-        summary.first = summary.first or entry.get("time")
-        summary.last = entry.get("time")
-        verdict = str(entry.get("decision"))
-        summary.verdicts[verdict] += 1
-        if verdict != "allow":
-            summary.rules[(entry.get("rule") or f"({entry.get('kind')})", entry.get("tool") or "-")] += 1
-            denials.append(entry)
-    summary.denials = list(denials)
-    return summary
-
-
-def _entries(summary: Summary) -> Iterable[dict[str, Any]]:
-    for file in summary.files:
-        with open(file, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    entry = None
-                if isinstance(entry, dict) and "decision" in entry:
-                    yield entry
-                elif line.strip():
-                    summary.skipped += 1
-
-
-def report(summary: Summary, *, top: int = 10) -> list[str]:
-    """The summary as lines of text: totals, deny rate, top rules, recent denials."""
-    if not summary.files:
-        return ["no decision log found"]
-    v = summary.verdicts
-    lines = [
-        f"decision log: {', '.join(str(f) for f in summary.files)}",
-        f"from {escaped(str(summary.first or '-'))} to {escaped(str(summary.last or '-'))}",  # read from the file
-        f"decisions: {summary.entries}  allowed {v['allow']}  denied {v['deny']}  refused {v['refused']}"
-        f"  deny rate {summary.deny_rate:.1%}",
-    ]
-    if summary.skipped:
-        lines.append(f"skipped {summary.skipped} unreadable lines")
-    if summary.rules:
-        lines += ["", "top rules (denials and refusals):"]
-        lines += format_table(["count", "rule", "tool"],
-                              [(n, rule, tool) for (rule, tool), n in summary.rules.most_common(top)])
-    if summary.denials:
-        lines += ["", f"recent denials (last {len(summary.denials)}):"]
-        lines += format_table(
-            ["time", "agent", "tool", "decision", "rule", "message"],
-            [(d.get("time", "-"), d.get("agent") or d.get("session") or "-", d.get("tool") or "-",
-              d["decision"] + ("" if d.get("blocked", True) else " (not blocked)"),
-              d.get("rule") or "-", d.get("message") or "-") for d in summary.denials])
-    return lines

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import traceback
 from collections.abc import Callable
 
 from mitmproxy import exceptions
 
-from intercept_addon.policy.file import PolicyError, PolicyIssue
+from intercept_addon.policy.file import PolicyError, PolicyIssue, files_of, in_dir
 from intercept_addon.policy.model import Policy
 from intercept_addon.policy.servers import Named, check_set
 from intercept_addon.proxy.policy_source import POLL_SECONDS, PolicySource
@@ -26,30 +25,6 @@ from intercept_addon.proxy.policy_source import POLL_SECONDS, PolicySource
 log = logging.getLogger("intercept")
 
 PolicyMap = dict[str, Policy]  # file as configured (or found in a directory) -> its policy in force
-EXTENSIONS = (".yaml", ".yml")
-
-
-def files_of(spec: str) -> tuple[list[str], list[str]]:
-    """(the policy files, the directories to watch for new ones) of an ``intercept_policy`` value."""
-    files, dirs = [], []
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        if os.path.isdir(item):
-            dirs.append(item)
-            files += _in_dir(item)
-        else:
-            files.append(item)
-    return list(dict.fromkeys(files)), dirs
-
-
-def _in_dir(directory: str) -> list[str]:
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return []
-    return [os.path.join(directory, n) for n in names
-            if n.endswith(EXTENSIONS) and not n.startswith(".") and os.path.isfile(os.path.join(directory, n))]
 
 
 class PolicySources:
@@ -122,7 +97,7 @@ class PolicySources:
     def poll(self) -> None:
         """One look at every file, and at the directories for new files."""
         for directory in self.dirs:
-            for path in _in_dir(directory):
+            for path in in_dir(directory):
                 if path not in self.files:
                     log.info(f"intercept: new policy file {path}: put in force once valid and settled")
                     self.files[path] = self._source(path)
