@@ -130,12 +130,15 @@ async def test_an_unnamed_server_is_denied_or_gets_the_fallback_as_the_option_sa
     async with denying.client("A") as a:  # named servers are unaffected
         await a.call_tool("echo", {"text": "x"})
 
-    fallback = 'tools:\n  echo:\n    rules:\n      - {action: deny, reason: "fallback says no"}\n'
+    # The fallback answers its denials as tool results (deny_as: result); A keeps JSON-RPC errors.
+    fallback = 'deny_as: result\ntools:\n  echo:\n    rules:\n      - {action: deny, reason: "fallback says no"}\n'
     falling = stacks("intercept_unnamed_server=fallback", fallback=fallback)
     async with falling.client("C") as c, falling.client("A") as a:
-        assert "fallback says no" in str(await call_denied(c, "echo", {"text": "x"}))
+        denied = await c.call_tool("echo", {"text": "x"})
+        assert denied.is_error and "fallback says no" in denied.content[0].text
         await c.call_tool("delete_everything", {})
         await a.call_tool("echo", {"text": "x"})  # A has its own policy: the fallback is not its
+        assert "A keeps its data" in str(await call_denied(a, "delete_everything", {}))
     assert ran(falling.sides["C"]) == ["delete_everything"]
 
 
