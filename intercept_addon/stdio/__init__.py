@@ -1,0 +1,1 @@
+"""``intercept-addon stdio -- COMMAND``: a stdio MCP server behind the proxy (see run.py)."""

@@ -1,0 +1,138 @@
+"""``intercept-addon stdio``: one wrapped server's life, from the agent's first line to its EOF.
+
+    agent --stdio--> agent side --HTTP--> mitmdump + addon --HTTP + secret--> bridge --stdio--> server
+
+The agent side and the bridge run in this process, the proxy and the server are children. The
+bridge starts first (the proxy needs its port), then the server and the proxy start together;
+the agent's lines wait in a queue until the proxy is ready. The run ends when the agent closes
+stdin (the server's stdin is closed in turn, as MCP's stdio shutdown asks, then it is stopped),
+when the server or the proxy exits, or on SIGTERM, SIGINT or SIGHUP; every child is stopped then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx2
+
+from intercept_addon.stdio import bridge, children, proxy
+from intercept_addon.stdio.agent import AgentSide, read_lines
+
+LINE_LIMIT = bridge.MAX_BODY  # the longest line read from the server's stdout
+EXIT_GRACE = 2.0  # seconds a server gets to exit by itself once its stdin is closed
+LAUNCHERS = frozenset({"npx", "uvx", "pipx", "bunx", "pnpx", "uv", "node", "deno", "bun", "docker",
+                       "python", "python3", "sh", "bash"})
+
+
+def server_name(command: Sequence[str]) -> str:
+    """The name in the bridge's path, ``/stdio/NAME/mcp``, for policies' ``servers:`` patterns:
+    the command's basename, or for a launcher (npx, uvx, python, ...) its first argument that is
+    not an option (``npx -y @scope/server-x`` is ``server-x``)."""
+    name = os.path.basename(command[0])
+    if re.sub(r"[\d.]+$", "", name) in LAUNCHERS:
+        name = next((os.path.basename(a.rstrip("/")) for a in command[1:] if not a.startswith("-")), name)
+    name = re.sub(r"@[^@/]*$", "", name) if not name.startswith("@") else name  # pkg@1.2 -> pkg
+    name = re.sub(r"\.(py|js|mjs|cjs|ts)$", "", name)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "server"
+
+
+async def _first(*aws: asyncio.Future[object] | asyncio.Task[object]) -> None:
+    await asyncio.wait(aws, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def run(command: Sequence[str], *, policy: str | None, web: bool, options: Sequence[str],
+              name: str | None = None) -> int:
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(128 + s))
+    lines: asyncio.Queue[bytes] = asyncio.Queue()
+    read_lines(loop, lines)  # the agent may write before we are ready: its lines wait here
+
+    workdir = Path(tempfile.mkdtemp(prefix="intercept-stdio-"))  # 0700
+    secret = secrets.token_urlsafe(32)
+    secret_file = workdir / "secret"
+    secret_file.write_text(secret)
+    secret_file.chmod(0o600)
+    server = mitm = None
+    try:
+        try:
+            server = await children.spawn(command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                          stderr=None, limit=LINE_LIMIT)
+        except OSError as exc:
+            print(f"intercept-addon stdio: cannot start {command[0]}: {exc}", file=sys.stderr)
+            return 127
+        assert server.stdin is not None and server.stdout is not None
+        app = bridge.Bridge(f"/stdio/{name or server_name(command)}/mcp", secret, server.stdin)
+        pump = asyncio.create_task(app.pump(server.stdout))
+        http_server, http_task, port = await bridge.serve(app)
+        mitm = await proxy.start(f"http://127.0.0.1:{port}", secret_file, policy=policy, web=web, options=options)
+        relay = asyncio.create_task(mitm.relay_output())
+        exited = asyncio.create_task(server.wait())
+        proxy_exited = asyncio.create_task(mitm.process.wait())
+        ready = asyncio.create_task(mitm.ready.wait())
+        first_line = asyncio.create_task(lines.get())
+        await _first(ready, exited, proxy_exited, stop, first_line)
+        if not ready.done() and first_line.done():
+            if first_line.result() == b"":
+                return 0  # the agent left before anything was ready
+            await _first(ready, exited, proxy_exited, stop)
+        if not ready.done():
+            if proxy_exited.done():
+                await relay
+                print(f"intercept-addon stdio: the proxy exited ({proxy_exited.result()}) before it was ready",
+                      file=sys.stderr)
+                return 1
+            if exited.done():
+                print(f"intercept-addon stdio: {command[0]} exited ({exited.result()}) before the proxy was ready",
+                      file=sys.stderr)
+                return _status(exited.result())
+            return stop.result()
+        url = f"http://127.0.0.1:{mitm.port}{app.path}"
+        print(f"intercept-addon stdio: {command[0]} (pid {server.pid}) behind {url}", file=sys.stderr, flush=True)
+        async with httpx2.AsyncClient(trust_env=False, timeout=httpx2.Timeout(10.0, read=None)) as client:
+            agent = AgentSide(url, client)
+            eof = asyncio.create_task(_forward(first_line, lines, agent))
+            await _first(eof, exited, proxy_exited, stop)
+            await agent.close()
+            eof.cancel()
+        if stop.done():
+            return stop.result()
+        if exited.done():
+            print(f"intercept-addon stdio: {command[0]} exited ({exited.result()})", file=sys.stderr)
+            return _status(exited.result())
+        if proxy_exited.done():
+            print(f"intercept-addon stdio: the proxy exited ({proxy_exited.result()})", file=sys.stderr)
+            return 1
+        server.stdin.close()  # the agent is done: MCP's stdio shutdown, then signals
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait(), EXIT_GRACE)
+        http_server.should_exit = http_server.force_exit = True
+        pump.cancel()
+        return 0
+    finally:
+        for child in (server, mitm.process if mitm else None):
+            if child is not None:
+                await children.stop(child)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode  # killed by a signal: as a shell says
+
+
+async def _forward(first_line: asyncio.Task[bytes], lines: asyncio.Queue[bytes], agent: AgentSide) -> None:
+    line = await first_line
+    while line:
+        await agent.send(line)
+        line = await lines.get()
