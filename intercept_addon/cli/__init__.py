@@ -15,6 +15,7 @@ from intercept_addon.policy import coverage
 from intercept_addon.policy.file import PolicyError, files_of, load_policy
 from intercept_addon.policy.model import Policy
 from intercept_addon.policy.servers import Named, check_set
+from intercept_addon.stdio import command as stdio_command
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=_status)
     scan.add_parser(sub)  # the MCP SDK it needs is imported only when it runs
     script_path.add_parser(sub)
+    stdio_command.add_parser(sub)
     return parser
 
 
