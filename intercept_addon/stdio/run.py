@@ -40,7 +40,8 @@ def server_name(command: Sequence[str]) -> str:
     not an option (``npx -y @scope/server-x`` is ``server-x``)."""
     name = os.path.basename(command[0])
     if re.sub(r"[\d.]+$", "", name) in LAUNCHERS:
-        name = next((os.path.basename(a.rstrip("/")) for a in command[1:] if not a.startswith("-")), name)
+        first = next((os.path.basename(a.rstrip("/")) for a in command[1:] if not a.startswith("-")), "")
+        name = first if re.fullmatch(r"@?[\w.@/-]{1,64}", first) else name  # not `python -c CODE`
     name = re.sub(r"@[^@/]*$", "", name) if not name.startswith("@") else name  # pkg@1.2 -> pkg
     name = re.sub(r"\.(py|js|mjs|cjs|ts)$", "", name)
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "server"

@@ -1,0 +1,286 @@
+"""``intercept-addon stdio``: real stdio servers behind a real mitmdump with the addon, driven by
+the official Python SDK's stdio client, as an agent's config would start them.
+
+* the real mcp-sora in its default stdio mode, its API the demo's fake (whose ``/_calls`` proves
+  which calls reached it), under the project's policy;
+* the TypeScript reference server (server-everything, stdio): sampling, roots and progress
+  through the proxy, a denied and a hidden tool;
+* the lifecycle: a hang-up, SIGTERM or SIGKILL leaves no process behind (checked by pid), the
+  bridge refuses a request without the proxy's secret, the server keeps no descriptor of ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import psutil
+import pytest
+from mcp import Client, MCPError
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from harness import clean_env
+from intercept_addon.demo import run as demo
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+TS = ROOT / "tests" / "ts"
+EVERYTHING = TS / "node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+NODE = shutil.which("node")
+EVERYTHING_POLICY = """\
+version: "1"
+description: server-everything over stdio
+hide: [get-env]
+tools:
+  get-sum:
+    rules:
+      - name: small sums
+        conditions:
+          - {path: args.a, op: lte, value: 10}
+        on_deny: "Only small sums"
+"""
+
+
+def wrapper(tmp: Path, policy: Path | None, *server: str, options: tuple[str, ...] = ()) -> list[str]:
+    """The command line an agent's config would hold."""
+    return [sys.executable, "-m", "intercept_addon", "stdio", *(["--policy", str(policy)] if policy else []),
+            "--set", f"confdir={tmp / 'mitmproxy'}", "--set", "intercept_state=memory", *options, "--", *server]
+
+
+@contextlib.asynccontextmanager
+async def agent(command: list[str], tmp: Path, env: dict[str, str], **callbacks: Any) -> AsyncIterator[Client]:
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=str(tmp))
+    with open(tmp / "wrapper-stderr.log", "a") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=30, **callbacks) as client:
+            yield client
+
+
+# -- mcp-sora -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sora(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """(.venv-sora's mcp-sora, the fake API's URL)."""
+    stack = demo.Stack(tmp_path_factory.mktemp("stdio-sora"))
+    try:
+        try:
+            sora_python = demo.setup_sora_venv()
+        except demo.DemoError as exc:
+            if exc.status == demo.SETUP_UNREACHABLE:
+                pytest.skip(f"cannot install mcp-sora: {exc}")
+            raise
+        fake_url = demo.wait_fake(stack, demo.start_fake(stack))
+        yield sora_python.parent / "mcp-sora", fake_url
+    finally:
+        stack.close()
+
+
+def sora_env(fake_url: str) -> dict[str, str]:
+    return clean_env(ACEDATACLOUD_API_BASE_URL=fake_url, ACEDATACLOUD_API_TOKEN="demo-token")
+
+
+def image_requests(fake_url: str, tag: str) -> int:
+    return sum(1 for r in demo.fake_calls(fake_url)["requests"]
+               if r["path"] == demo.VIDEOS_PATH and isinstance(r.get("body"), dict)
+               and str(r["body"].get("prompt", "")).startswith(f"{tag} shot "))
+
+
+async def test_mcp_sora_over_stdio_under_the_policy(sora: tuple[Path, str], tmp_path: Path) -> None:
+    mcp_sora, fake_url = sora
+    outcomes = []
+    async with agent(wrapper(tmp_path, demo.DEFAULT_POLICY, str(mcp_sora)), tmp_path, sora_env(fake_url)) as client:
+        listed = {tool.name for tool in (await client.list_tools()).tools}
+        for i in range(1, 36):
+            outcomes.append(await demo.call_tool(client, i, "stdio", demo.IMAGE_TOOL,
+                                                 demo.valid_image_args(i, "stdio-sora")))
+        hidden = await demo.call_tool(client, 36, "stdio", "sora_generate_video_async", {"prompt": "x"})
+
+    assert listed == demo.VISIBLE_TOOLS and len(listed) == 8
+    assert [c.allowed for c in outcomes] == [True] * 30 + [False] * 5
+    assert image_requests(fake_url, "stdio-sora") == 30  # the 5 denied never reached the API
+    denied = outcomes[30]
+    assert denied.code == -32600
+    assert denied.message.startswith(demo.DENIED_PREFIX), denied.message
+    assert "limited to 30 calls per minute" in denied.message
+    assert denied.data["rule"] == "image-to-video rate limit" and denied.data["kind"] == "rate_limit"
+    assert not hidden.allowed and hidden.code is not None  # a hidden tool is refused by the proxy too
+    log = (tmp_path / "wrapper-stderr.log").read_text()
+    assert "intercept: policy" in log and "/stdio/mcp-sora/mcp" in log
+
+
+# -- server-everything -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def everything(tmp_path: Path) -> list[str]:
+    if not (NODE and EVERYTHING.is_file()):
+        if os.environ.get("CI"):
+            pytest.fail("needs node and the npm packages: npm ci --prefix tests/ts")
+        pytest.skip("needs node and the npm packages: npm ci --prefix tests/ts")
+    policy = tmp_path / "everything.yaml"
+    policy.write_text(EVERYTHING_POLICY)
+    return wrapper(tmp_path, policy, NODE, str(EVERYTHING), "stdio")
+
+
+async def test_everything_sampling_roots_progress_and_denials(everything: list[str], tmp_path: Path) -> None:
+    import mcp.types as types
+
+    sampled: list[str] = []
+    roots_asked: list[bool] = []
+    progress: list[float] = []
+
+    async def sampling(context: Any, params: Any) -> Any:
+        sampled.append(params.messages[0].content.text)
+        return types.CreateMessageResult(role="assistant", model="stdio-test-model",
+                                         content=types.TextContent(type="text", text="sampled through the proxy"))
+
+    async def roots(context: Any) -> Any:
+        roots_asked.append(True)
+        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/stdio-root", name="stdio-root")])
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(done)
+
+    async with agent(everything, tmp_path, clean_env(), sampling_callback=sampling,
+                     list_roots_callback=roots) as client:
+        listed = {tool.name for tool in (await client.list_tools()).tools}
+        sample = await client.call_tool("trigger-sampling-request", {"prompt": "kites", "maxTokens": 20})
+        steps = await client.call_tool("trigger-long-running-operation", {"duration": 0.6, "steps": 3},
+                                       progress_callback=on_progress)
+        small = await client.call_tool("get-sum", {"a": 2, "b": 3})
+        with pytest.raises(MCPError) as denied:
+            await client.call_tool("get-sum", {"a": 20, "b": 3})
+        with pytest.raises(MCPError):
+            await client.call_tool("get-env", {})
+        root_list = await client.call_tool("get-roots-list", {})
+        echo = await client.call_tool("echo", {"message": "still here"})
+
+    assert "get-env" not in listed and {"echo", "trigger-sampling-request", "get-sum"} <= listed
+    assert sampled == ["Resource trigger-sampling-request context: kites"]
+    assert "sampled through the proxy" in sample.content[0].text  # the answer went back to the server
+    assert progress == [1, 2, 3] and not steps.is_error
+    assert "5" in small.content[0].text
+    assert denied.value.code == -32600 and denied.value.message.startswith("[INTERCEPT POLICY DENIED]")
+    assert "Only small sums" in denied.value.message
+    assert roots_asked and "stdio-root" in " ".join(c.text for c in root_list.content)
+    assert echo.content[0].text == "Echo: still here"
+    assert "Starting default (STDIO) server" in (tmp_path / "wrapper-stderr.log").read_text()  # its stderr
+
+
+# -- lifecycle ---------------------------------------------------------------------------------------
+
+INITIALIZE = (b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+              b'"capabilities":{},"clientInfo":{"name":"stdio-test","version":"1"}}}\n')
+
+
+class Wrapped:
+    """The wrapper started as an agent would, on raw pipes (no SDK cleans up after it)."""
+
+    def __init__(self, command: list[str], tmp: Path, env: dict[str, str], *, initialize: bool = True):
+        self.stderr_path = tmp / "raw-wrapper-stderr.log"
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     env=env, cwd=tmp)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.answer = b""
+        if initialize:
+            self.proc.stdin.write(INITIALIZE)
+            self.proc.stdin.flush()
+            self.answer = self.proc.stdout.readline()  # the first answer: everything is up
+        self.descendants = [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 20) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._stderr.close()
+
+    def kill(self) -> None:
+        for pid in [self.proc.pid, *self.descendants]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def alive(pids: list[int], timeout: float = 10) -> list[int]:
+    """The pids still running (zombies are not) after waiting up to ``timeout`` for them to go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    left.append(pid)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["hang-up", "SIGTERM", "SIGKILL"])
+def test_nothing_is_left_behind(everything: list[str], tmp_path: Path, how: str) -> None:
+    wrapped = Wrapped(everything, tmp_path, clean_env())
+    try:
+        assert b'"id":1' in wrapped.answer and b"serverInfo" in wrapped.answer
+        names = {psutil.Process(pid).name() for pid in wrapped.descendants}
+        assert {"node", "mitmdump"} <= names, names  # the server and the proxy, found by pid
+        if how == "hang-up":
+            assert wrapped.proc.stdin is not None
+            wrapped.proc.stdin.close()
+            assert wrapped.wait() == 0
+        else:
+            wrapped.proc.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGKILL)
+            wrapped.wait()
+        assert alive(wrapped.descendants) == []
+    finally:
+        wrapped.kill()
+
+
+def test_the_bridge_answers_only_the_proxy(everything: list[str], tmp_path: Path) -> None:
+    """Found on loopback, the bridge refuses whoever lacks the per-run secret; through the proxy
+    the same path works."""
+    wrapped = Wrapped(everything, tmp_path, clean_env())
+    try:
+        assert b"serverInfo" in wrapped.answer
+        bridge = re.search(r"bridge on (http://127\.0\.0\.1:\d+/stdio/index/mcp)", wrapped.stderr()).group(1)
+        proxied = re.search(r"behind (http://127\.0\.0\.1:\d+/stdio/index/mcp)", wrapped.stderr()).group(1)
+        ping = b'{"jsonrpc":"2.0","id":7,"method":"ping"}'
+        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        with httpx2.Client(trust_env=False, timeout=10) as http:
+            direct = http.post(bridge, content=ping, headers=headers)
+            guessed = http.post(bridge, content=ping, headers={**headers, "x-intercept-stdio-secret": "guess"})
+            with http.stream("POST", proxied, content=ping, headers=headers) as through:
+                body = b"".join(through.iter_bytes())
+        assert direct.status_code == guessed.status_code == 403
+        assert through.status_code == 200 and b'"id":7' in body
+    finally:
+        wrapped.kill()
+
+
+def test_the_server_holds_only_its_stdio(tmp_path: Path) -> None:
+    """The wrapped command inherits no descriptor beyond 0, 1 and 2 (its own listdir adds one)."""
+    probe = ("import os, sys; print('fds', sorted(os.listdir('/proc/self/fd'), key=int), file=sys.stderr, "
+             "flush=True); sys.stdin.read()")
+    wrapped = Wrapped(wrapper(tmp_path, None, sys.executable, "-c", probe), tmp_path, clean_env(), initialize=False)
+    try:
+        deadline = time.monotonic() + 30
+        while "behind http://" not in wrapped.stderr() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert wrapped.proc.stdin is not None
+        wrapped.proc.stdin.close()
+        assert wrapped.wait() == 0
+        assert "fds ['0', '1', '2', '3']" in wrapped.stderr()
+    finally:
+        wrapped.kill()
