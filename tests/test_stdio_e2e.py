@@ -284,3 +284,24 @@ def test_the_server_holds_only_its_stdio(tmp_path: Path) -> None:
         assert "fds ['0', '1', '2', '3']" in wrapped.stderr()
     finally:
         wrapped.kill()
+
+
+def test_a_killed_wrapper_takes_an_idle_server_and_proxy_along(tmp_path: Path) -> None:
+    """SIGKILL leaves the wrapper no time to clean up, and a server that ignores its stdin and a
+    proxy with no connection notice no broken pipe: the kernel's parent-death signal stops them."""
+    sleeper = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)"
+    wrapped = Wrapped(wrapper(tmp_path, None, sys.executable, "-c", sleeper), tmp_path, clean_env(),
+                      initialize=False)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while "behind http://" not in wrapped.stderr() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = [p.pid for p in psutil.Process(wrapped.proc.pid).children(recursive=True)]
+        assert len(children) == 2, children  # the sleeper and mitmdump
+        wrapped.proc.send_signal(signal.SIGKILL)
+        wrapped.wait()
+        assert alive(children) == []
+    finally:
+        wrapped.descendants = children
+        wrapped.kill()

@@ -37,10 +37,17 @@ class Stream:
         self.queue.put_nowait(raw)
 
 
-def _progress_token(message: dict[str, Any]) -> Any:
-    params = message.get("params")
+def _progress_token(request: dict[str, Any]) -> Any:
+    """The token a request asks progress under (``params._meta.progressToken``)."""
+    params = request.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
     return id_key(meta.get("progressToken")) if isinstance(meta, dict) else None
+
+
+def _reported_token(notification: dict[str, Any]) -> Any:
+    """The token a progress notification reports under (``params.progressToken``)."""
+    params = notification.get("params")
+    return id_key(params.get("progressToken")) if isinstance(params, dict) else None
 
 
 def _cancelled_id(message: dict[str, Any]) -> Any:
@@ -106,7 +113,7 @@ class Router:
                 dropped("an answer to no open request", raw)
             return
         if message["method"] == "notifications/progress":
-            stream = self._tokens.get(_progress_token(message))
+            stream = self._tokens.get(_reported_token(message))
             if stream is not None:
                 return stream.put(raw)
         if len(self._open) == 1:

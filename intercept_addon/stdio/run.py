@@ -30,7 +30,7 @@ from intercept_addon.stdio.agent import AgentSide, read_lines
 
 LINE_LIMIT = bridge.MAX_BODY  # the longest line read from the server's stdout
 EXIT_GRACE = 2.0  # seconds a server gets to exit by itself once its stdin is closed
-LAUNCHERS = frozenset({"npx", "uvx", "pipx", "bunx", "pnpx", "uv", "node", "deno", "bun", "docker",
+LAUNCHERS = frozenset({"npx", "uvx", "pipx", "bunx", "pnpx", "uv", "node", "deno", "bun",
                        "python", "python3", "sh", "bash"})
 
 
