@@ -123,3 +123,76 @@ def _write_elsewhere(path: Path) -> None:
     db.execute("INSERT INTO calendar VALUES ('elsewhere', 3600, 0, '1')")
     db.execute("COMMIT")
     db.close()
+
+
+async def test_a_batch_reads_and_writes_a_hot_counter_once(tmp_path: Path):
+    store = SqliteStore(tmp_path / "state.db")
+    await store.reserve([counter()], NOW)  # commits at once: the store was idle
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    for _ in range(50):
+        await store.reserve([counter(limit=100)], NOW)
+    await store.close()
+    calendar = [s for s in statements if "calendar" in s]
+    assert len(calendar) <= 2, calendar  # one read when the batch began, one write at commit
+
+
+# -- the write-behind against the in-memory store, operation by operation ----------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from intercept_addon.state.memory import MemoryStore  # noqa: E402
+
+SLIDE = Window("sliding", 60)
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("reserve"), st.lists(st.tuples(st.sampled_from("ab"), st.sampled_from([HOUR, SLIDE]),
+                                                     st.integers(1, 3)), min_size=1, max_size=3)),
+    st.tuples(st.just("rollback"), st.integers(0, 50)),
+    st.tuples(st.just("value"), st.sampled_from("ab"), st.sampled_from([HOUR, SLIDE])),
+    st.tuples(st.just("reset"), st.sampled_from(["", "a", "b"])),
+    st.tuples(st.just("snapshot")),
+    st.tuples(st.just("later"), st.sampled_from([1, 30, 61, 3600])),
+), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_the_write_behind_answers_as_the_memory_store_does(tmp_path_factory, ops):
+    asyncio.run(_same_answers(tmp_path_factory.mktemp("diff") / "state.db", ops))
+
+
+async def _same_answers(path: Path, ops: list) -> None:
+    sqlite_module.SWEEP_EVERY, sweep = 3, sqlite_module.SWEEP_EVERY  # sweeps inside batches too
+    try:
+        sql, mem = SqliteStore(path), MemoryStore()
+        await sql.reserve([counter("warm")], NOW)
+        await mem.reserve([counter("warm")], NOW)
+        now, made = NOW, []
+        for op in ops:
+            if op[0] == "reserve":
+                reqs = [CounterRequest(k, w, Decimal(n), "lte", Decimal(5)) for k, w, n in op[1]]
+                a, b = await sql.reserve(reqs, now), await mem.reserve(reqs, now)
+                assert (a.ok, a.denied) == (b.ok, b.denied)
+                if a.ok:
+                    made.append((a.reservation, b.reservation))
+            elif op[0] == "rollback" and made:
+                a, b = made.pop(op[1] % len(made))
+                await sql.rollback(a)
+                await mem.rollback(b)
+            elif op[0] == "value":
+                assert await sql.value(op[1], op[2], now) == await mem.value(op[1], op[2], now)
+            elif op[0] == "reset":
+                await sql.reset(op[1])
+                await mem.reset(op[1])
+            elif op[0] == "snapshot":
+                assert sorted(await sql.snapshot(now)) == sorted(await mem.snapshot(now))
+            elif op[0] == "later":
+                now += op[1]
+        assert sorted(await sql.snapshot(now)) == sorted(await mem.snapshot(now))
+        await sql.close()
+        reopened = SqliteStore(path)  # everything reached the file
+        assert sorted(await reopened.snapshot(now)) == sorted(await mem.snapshot(now))
+        await reopened.close()
+    finally:
+        sqlite_module.SWEEP_EVERY = sweep

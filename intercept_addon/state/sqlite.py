@@ -44,6 +44,7 @@ from intercept_addon.state import (
     sliding_retry,
     total_of,
 )
+from intercept_addon.state.held import HeldTotals
 from intercept_addon.state.neighbours import Neighbours
 
 SCHEMA = """
@@ -117,6 +118,7 @@ class SqliteStore:
         self._batched = 0
         self._commit_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._held = HeldTotals()  # calendar totals of the open transaction (held.py)
         self._last_commit = float("-inf")
         # One thread with its own connection, started the first time the file is locked.
         self._waiter: ThreadPoolExecutor | None = None
@@ -132,6 +134,8 @@ class SqliteStore:
                 self._written()
             return result
         except sqlite3.Error as exc:
+            if not self._closed and not self._db.in_transaction:
+                self._held.clear()  # rolled back: what it read is no longer held
             if not _busy(exc):
                 raise StoreError(f"state file {self.path}: {exc}") from exc
         if self._waiter is None:
@@ -176,11 +180,14 @@ class SqliteStore:
         self._batched = 0
         self._last_commit = time.monotonic()
         try:
+            self._held.write(self._db)
             self._db.execute("COMMIT")
         except sqlite3.Error:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._held.clear()
 
     def _commit_batch(self) -> None:
         """The batch's time is up. Its calls are answered already: a failure can only be logged."""
@@ -190,9 +197,15 @@ class SqliteStore:
         except sqlite3.Error as exc:
             log.error(f"intercept: state file {self.path}: a batch of counter updates was lost: {exc}")
 
-    @staticmethod
-    def _total(db: sqlite3.Connection, key: str, window: Window, now: float) -> Decimal:
+    def _holding(self, db: sqlite3.Connection) -> HeldTotals | None:
+        """The held totals, if ``db`` is the loop connection inside its transaction."""
+        return self._held if db is self._db and db.in_transaction else None
+
+    def _total(self, db: sqlite3.Connection, key: str, window: Window, now: float) -> Decimal:
         if window.kind == "calendar":
+            held = self._holding(db)
+            if held is not None:
+                return held.get(db, (key, window.seconds, window.start(now)))
             row = db.execute(
                 "SELECT total FROM calendar WHERE key=? AND seconds=? AND start=?",
                 (key, window.seconds, window.start(now)),
@@ -214,30 +227,35 @@ class SqliteStore:
         sweep = self._sweep_due()
 
         def work(db: sqlite3.Connection) -> ReserveOutcome:
+            held = self._holding(db)
             if sweep:
+                self._write_held(held, db)
                 db.execute("DELETE FROM calendar WHERE start + seconds <= ?", (now,))
                 db.execute("DELETE FROM sliding WHERE ts + seconds <= ?", (now,))
             totals = [self._total(db, r.key, r.window, now) for r in requests]
             for i, (req, total) in enumerate(zip(requests, totals)):
                 if not req.fits(COUNTING.add(total, req.amount)):
                     return ReserveOutcome(ok=False, denied=i, retry_after=self._retry(db, req, now))
+            entries: dict[int, str] = {}
+            for i, req in enumerate(requests):  # statements first: one that fails leaves the held totals as they were
+                if req.window.kind == "sliding":
+                    entries[i] = uuid.uuid4().hex
+                    db.execute("INSERT INTO sliding (entry, key, seconds, ts, amount) VALUES (?,?,?,?,?)",
+                               (entries[i], req.key, req.window.seconds, now, str(req.amount)))
             reservation = Reservation()
-            for req, total in zip(requests, totals):
+            for i, (req, total) in enumerate(zip(requests, totals)):
                 w = req.window
-                if w.kind == "calendar":
-                    start = w.start(now)
-                    db.execute(
-                        "INSERT OR REPLACE INTO calendar (key, seconds, start, total) VALUES (?,?,?,?)",
-                        (req.key, w.seconds, start, str(COUNTING.add(total, req.amount))),
-                    )
-                    reservation.applied.append(Applied(req.key, w, start, "", req.amount))
+                if w.kind == "sliding":
+                    reservation.applied.append(Applied(req.key, w, now, entries[i], req.amount))
+                    continue
+                start = w.start(now)
+                new_total = COUNTING.add(total, req.amount)
+                if held is not None:
+                    held.set((req.key, w.seconds, start), new_total)
                 else:
-                    entry = uuid.uuid4().hex
-                    db.execute(
-                        "INSERT INTO sliding (entry, key, seconds, ts, amount) VALUES (?,?,?,?,?)",
-                        (entry, req.key, w.seconds, now, str(req.amount)),
-                    )
-                    reservation.applied.append(Applied(req.key, w, now, entry, req.amount))
+                    db.execute("INSERT OR REPLACE INTO calendar (key, seconds, start, total) VALUES (?,?,?,?)",
+                               (req.key, w.seconds, start, str(new_total)))
+                reservation.applied.append(Applied(req.key, w, start, "", req.amount))
             return ReserveOutcome(ok=True, reservation=reservation)
 
         return await self._run(work)
@@ -257,20 +275,23 @@ class SqliteStore:
 
     async def rollback(self, reservation: Reservation) -> None:
         def work(db: sqlite3.Connection) -> None:
-            for a in reservation.applied:
+            for a in reservation.applied:  # statements first, as in reserve
                 if a.window.kind == "sliding":
                     db.execute("DELETE FROM sliding WHERE entry=?", (a.entry,))
+            held = self._holding(db)
+            for a in reservation.applied:
+                if a.window.kind == "sliding":
                     continue
-                row = db.execute(
-                    "SELECT total FROM calendar WHERE key=? AND seconds=? AND start=?",
-                    (a.key, a.window.seconds, int(a.bucket)),
-                ).fetchone()
+                bucket = (a.key, a.window.seconds, int(a.bucket))
+                if held is not None:
+                    total = held.get(db, bucket)
+                    if total:
+                        held.set(bucket, max(COUNTING.subtract(total, a.amount), Decimal(0)))
+                    continue
+                row = db.execute("SELECT total FROM calendar WHERE key=? AND seconds=? AND start=?", bucket).fetchone()
                 if row:
                     total = max(COUNTING.subtract(Decimal(row[0]), a.amount), Decimal(0))
-                    db.execute(
-                        "UPDATE calendar SET total=? WHERE key=? AND seconds=? AND start=?",
-                        (str(total), a.key, a.window.seconds, int(a.bucket)),
-                    )
+                    db.execute("UPDATE calendar SET total=? WHERE key=? AND seconds=? AND start=?", (str(total), *bucket))
 
         await self._run(work)
 
@@ -279,6 +300,7 @@ class SqliteStore:
 
     async def reset(self, key_prefix: str) -> int:
         def work(db: sqlite3.Connection) -> int:
+            self._write_held(self._holding(db), db)
             # Compare a prefix without LIKE, whose wildcards could appear in keys.
             n = len(key_prefix)
             a = db.execute("DELETE FROM calendar WHERE substr(key, 1, ?)=?", (n, key_prefix)).rowcount
@@ -289,6 +311,9 @@ class SqliteStore:
 
     async def snapshot(self, now: float) -> list[tuple[str, Decimal]]:
         def work(db: sqlite3.Connection) -> tuple[list, list]:  # type: ignore[type-arg]
+            held = self._holding(db)
+            if held is not None:
+                held.write(db)  # into the open transaction: read below with the rest
             calendar = db.execute(
                 "SELECT key, total FROM calendar WHERE start <= ? AND ? < start + seconds", (now, now)).fetchall()
             sliding = db.execute("SELECT key, seconds, amount FROM sliding WHERE ts > ? - seconds",
@@ -323,6 +348,13 @@ class SqliteStore:
         if self._waiter_db is not None:
             self._waiter_db.close()
             self._waiter_db = None
+
+    @staticmethod
+    def _write_held(held: HeldTotals | None, db: sqlite3.Connection) -> None:
+        """Before a statement that deletes calendar rows: the held totals go to the file first."""
+        if held is not None:
+            held.write(db)
+            held.clear()
 
     def _sweep_due(self) -> bool:
         """Every SWEEP_EVERY reserves, one also deletes the expired rows (counted on the loop)."""
