@@ -39,7 +39,7 @@ from intercept_addon.policy.values import (
 from intercept_addon.state import CounterRequest, Reservation, Store, StoreError, Window, format_retry
 from intercept_addon.wire.jsonrpc import fold
 
-DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error"]
+DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error", "schema"]
 MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cache
 
 
@@ -245,6 +245,14 @@ class Engine:
 
     def counter(self, namespace: str, name: str) -> CounterSpec | None:
         return self._counters.get((namespace, name))
+
+    def checks_arguments(self, tool: str) -> bool:
+        """Are this tool's arguments checked against its server's inputSchema (``arguments: schema``
+        at the top, or on a key that matches the tool)?"""
+        if self.policy.arguments == "schema":
+            return True
+        return any(t.arguments == "schema" and (key == tool or key == "*" or (is_glob(key) and fnmatch.fnmatchcase(tool, key)))
+                   for key, t in self.policy.tools.items())
 
     # -- evaluation ------------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ def _valid_rules(raw_rules: Any) -> list[tuple[int, Rule]]:
 
 class ToolPolicy(StrictModel):
     rules: list[Rule] = Field(default_factory=list)
+    # Our extension: check this tool's arguments against the inputSchema its server published.
+    arguments: Literal["schema"] | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -107,6 +109,8 @@ class Policy(StrictModel):
     deny_as: Literal["error", "result"] | None = None
     tools: dict[StrictStr, ToolPolicy]
     fingerprints: Fingerprints | None = None
+    # Our extension: every call's arguments checked against its server's inputSchema (policy/arguments.py).
+    arguments: Literal["schema"] | None = None
     # Our extension: the servers this policy governs (policy/servers.py); None: the fallback.
     servers: list[ServerPattern] | None = None
 

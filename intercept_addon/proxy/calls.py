@@ -135,7 +135,8 @@ class CallJudge:
         arguments = arguments_key(call.arguments)
         credit = f"{binding.server}{SERVER_SEP}{who.agent}" if binding.server else who.agent  # one server's credits
         counted = not (is_retry and core.continuations.take(credit, call.name, arguments, state))
-        decision = core.toollists.pin_decision(flow, binding, call.name) or await engine.evaluate(
+        decision = core.toollists.pin_decision(flow, binding, call.name) \
+            or core.toollists.schema_decision(flow, binding, call.name, call.arguments) or await engine.evaluate(
             Call(who.agent, call.name, call.arguments, who.user, who.claims, who.mcp_session, binding.server),
             store, count=counted)  # type: ignore[arg-type]
         ticket = None

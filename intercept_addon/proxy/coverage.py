@@ -18,8 +18,7 @@ from mitmproxy import http
 
 from intercept_addon.policy.coverage import Coverage, compare
 from intercept_addon.policy.model import Policy
-from intercept_addon.policy.servers import server_url
-from intercept_addon.proxy.servers import Binding, ServerBindings
+from intercept_addon.proxy.servers import Binding, ServerBindings, server_key
 from intercept_addon.wire import mcp
 from intercept_addon.wire.text import shown
 
@@ -55,7 +54,7 @@ class PolicyCoverage:
         """A tools/list-shaped answer, as the server sent it (before any tool is hidden)."""
         if binding.engine is None:
             return
-        name = binding.server or _origin(flow)  # one policy for every server: still a report per server
+        name = server_key(flow, binding)  # one policy for every server: still a report per server
         server = self.servers.get(name)
         if server is None:
             server = self.servers[name] = Server(binding.engine.policy)
@@ -92,11 +91,6 @@ class PolicyCoverage:
                 lines.append(f"  {name}: every policy key and argument matches ({len(server.tools)} tools)")
             lines += [f"  {line}" for line in server.report.lines(name)]  # type: ignore[union-attr]
         return lines
-
-
-def _origin(flow: http.HTTPFlow) -> str:
-    req = flow.request
-    return server_url(req.scheme, req.host, req.port, "/").origin
 
 
 def _annotate(flow: http.HTTPFlow, report: Coverage, where: str) -> None:

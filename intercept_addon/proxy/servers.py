@@ -60,6 +60,15 @@ class Binding:
 CLASSIC_NONE = Binding("", None)
 
 
+def server_key(flow: http.HTTPFlow, binding: Binding) -> str:
+    """What keeps one server's tools apart from another's: its name, or its origin when one
+    policy governs every server."""
+    if binding.server:
+        return binding.server
+    req = flow.request
+    return server_url(req.scheme, req.host, req.port, "/").origin
+
+
 class ServerBindings:
     def __init__(self) -> None:
         self.policies: list[Governed] = []

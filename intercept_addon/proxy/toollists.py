@@ -17,7 +17,8 @@ from intercept_addon.policy import fingerprint
 from intercept_addon.policy.engine import Call, Decision, Engine
 from intercept_addon.policy.model import Policy
 from intercept_addon.proxy.coverage import PolicyCoverage
-from intercept_addon.proxy.servers import Binding, Governed, ServerBindings
+from intercept_addon.proxy.published import PublishedTools
+from intercept_addon.proxy.servers import Binding, Governed, ServerBindings, server_key
 from intercept_addon.wire import mcp
 
 log = logging.getLogger("intercept")
@@ -31,6 +32,7 @@ class ToolLists:
     def __init__(self) -> None:
         self.servers = ServerBindings()
         self.coverage = PolicyCoverage()
+        self.published = PublishedTools()  # the schemas ``arguments: schema`` checks against
         # server -> (the pins judged against, tools last served with another definition)
         self._pins: OrderedDict[str, tuple[Any, fingerprint.PinWatch]] = OrderedDict()
 
@@ -85,6 +87,7 @@ class ToolLists:
         if engine is None:
             return False
         self.coverage.observe(flow, msg, binding)  # the list as served, hidden tools included
+        self.published.observe(server_key(flow, binding), msg)
         hidden = engine.is_hidden
         if engine.policy.hide_denied and caller is not None:
             def hidden(name: str) -> bool:
@@ -106,6 +109,14 @@ class ToolLists:
         hide = pins.on_change == "hide"
         return mcp.filter_tools(msg, lambda name: hidden(name)
                                 or (hide and watch.changed(name, pins.tools) is not None))
+
+    def schema_decision(self, flow: http.HTTPFlow, binding: Binding, tool: str, arguments: Any) -> Decision | None:
+        """A denial for arguments that do not match the schema the server published (``arguments: schema``)."""
+        engine = binding.engine
+        assert engine is not None
+        if engine.is_hidden(tool) or not engine.checks_arguments(tool):
+            return None  # a hidden tool is denied as unknown by the engine, its schema never shown
+        return self.published.decision(server_key(flow, binding), tool, arguments)
 
     def pin_decision(self, flow: http.HTTPFlow, binding: Binding, tool: str) -> Decision | None:
         """A denial for a pinned tool last served (by this server) with another definition."""
