@@ -1,0 +1,96 @@
+"""Red-team review of policies bound to servers (issue #15): ways the proxy and the server could
+read one request as addressed to different servers or paths. Each test states the secure
+behaviour; the ones still open are strict xfails (they fail today; drop the mark with the fix).
+"""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import tflow, tutils
+
+from intercept_addon.policy.servers import path_refusal
+from intercept_addon.wire.jsonrpc import ProtocolError
+from test_servers import FALLBACK, bindings, request, source_of
+
+STRICT = 'servers: ["https://strict.example/*"]\ntools: {}\n'
+LAX = 'servers: ["https://lax.example/*"]\ntools: {}\n'
+LOCAL = 'servers: ["http://127.0.0.1:8000/*"]\ntools: {}\n'
+
+
+def h2_request(authority: str, host_header: str) -> tflow.HTTPFlow:
+    """An HTTP/2 request carrying both :authority and a Host field: sent to an HTTP/1 server,
+    mitmproxy keeps the Host field and drops :authority (layers/http/_http1.py)."""
+    flow = tflow.tflow(req=tutils.treq(host="lax.example", port=443, scheme=b"https", method=b"POST",
+                                       path=b"/mcp", http_version=b"HTTP/2.0", authority=authority.encode(),
+                                       headers=http.Headers(host=host_header)))
+    flow.client_conn.sni = "lax.example"
+    return flow
+
+
+async def refused(lists, flow: tflow.HTTPFlow) -> bool:
+    try:
+        await lists.servers.of(flow)
+    except ProtocolError as exc:
+        return exc.status in (400, 403)
+    return False
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="0.0.0.0 (also '0', '::ffff:0.0.0.0') connects to loopback but is not canonicalised "
+                          "to it, and a Host header name is not resolved")
+async def test_the_unspecified_address_is_a_spelling_of_loopback():
+    lists = bindings(LOCAL)
+    for host in ("0.0.0.0", "0", "::ffff:0.0.0.0"):
+        assert await source_of(lists, request(host, 8000, host_header="localhost:8000")) == "p0.yaml", host
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a hostname pattern does not govern the host's addresses: only IP patterns resolve")
+async def test_a_hostname_pattern_governs_the_address_it_names():
+    lists = bindings('servers: ["http://localhost:8000/*"]\ntools: {}\n')
+    assert await source_of(lists, request("127.0.0.1", 8000)) == "p0.yaml"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="HTTP/2: host_header is :authority; the Host field forwarded to an HTTP/1 server is unread")
+async def test_an_h2_host_field_beside_the_authority_is_a_name_too():
+    lists = bindings(STRICT, LAX)
+    flow = h2_request("lax.example", "strict.example")
+    assert await refused(lists, flow)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="an absolute-form target inside a CONNECT tunnel keeps its authority, which is forwarded "
+                          "as is (RFC 9112 3.2.2: the server routes by it) but is not one of the names judged")
+async def test_the_absolute_form_authority_inside_a_tunnel_is_a_name_too():
+    lists = bindings(STRICT, LAX)
+    flow = request("lax.example", 443, host_header="lax.example")
+    flow.request.authority = "strict.example"
+    assert await refused(lists, flow)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="two Host fields are read as one name 'a, b' that matches no pattern")
+async def test_every_host_field_is_a_name():
+    lists = bindings(STRICT, LAX)
+    flow = request("lax.example", 443, host_header="lax.example")
+    flow.request.headers.add("Host", "strict.example")
+    assert await refused(lists, flow)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the fallback counts each unnamed origin apart: localhost and 127.0.0.1 are two budgets")
+async def test_the_fallback_counts_one_server_under_one_name():
+    lists = bindings(LOCAL, FALLBACK, unnamed="fallback")
+    by_name = await lists.servers.of(request("localhost", 9000))
+    by_address = await lists.servers.of(request("127.0.0.1", 9000))
+    assert by_name.governed is by_address.governed is not None
+    assert by_name.server == by_address.server
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="Tomcat/Jetty/Spring read '..;' as '..' and drop ';params'; httptools drops '#frag'")
+@pytest.mark.parametrize("path", ["/lax/..;/strict", "/lax/..;v=1/strict", "/mcp#x"])
+def test_segments_a_java_server_reads_as_dot_segments_are_refused(path):
+    assert path_refusal(path) is not None
