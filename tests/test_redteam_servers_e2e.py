@@ -1,0 +1,121 @@
+"""Red-team review of policies bound to servers (issue #15), end to end: a real mitmdump in
+regular mode in front of the SDK test server, whose side-effect log shows what ran. Each test
+states the secure behaviour; the open holes are strict xfails (drop the mark with the fix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import httpx2
+import mcp
+import pytest
+from mcp.client.sse import sse_client
+
+from harness import ran, start_mcp_server, start_mitmdump
+from raw_mcp import ACCEPT, call
+
+pytestmark = pytest.mark.e2e
+
+DENY_DELETE = 'tools:\n  delete_everything:\n    rules:\n      - {action: deny, reason: "kept"}\n'
+
+
+async def post(proxy_port: int, target: str, host: str, body: dict) -> str:
+    """One POST through the proxy with the request target and Host exactly as given."""
+    data = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+    writer.write(f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: {ACCEPT}\r\n"
+                 f"MCP-Protocol-Version: 2025-11-25\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                 .encode() + data)
+    await writer.drain()
+    try:
+        return (await asyncio.wait_for(reader.read(), 20)).decode(errors="replace")
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+def proxy(tmp: Path, procs: list, policies: dict[str, str], *options: str) -> int:
+    where = tmp / "policies"
+    where.mkdir()
+    for name, text in policies.items():
+        (where / name).write_text(text)
+    proc, port = start_mitmdump(tmp, None, "intercept_state=memory", *options, policy=where, mode="regular")
+    procs.append(proc)
+    return port
+
+
+def server(tmp: Path, procs: list, *extra: str, transport: str = "streamable-http") -> tuple[int, Path]:
+    proc, port, side = start_mcp_server(tmp, *extra, transport=transport)
+    procs.append(proc)
+    return port, side
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="0.0.0.0 reaches 127.0.0.1 but is not a spelling of it (policy/servers.py canonical_host); "
+                          "the Host header's name localhost is not resolved (proxy/servers.py _bind)")
+async def test_the_unspecified_address_does_not_unbind_a_loopback_server(tmp_path, procs):
+    port, side = server(tmp_path, procs, "--stateless", "--json-response")
+    proxy_port = proxy(tmp_path, procs, {"a.yaml": f'servers: ["http://127.0.0.1:{port}/mcp*"]\n' + DENY_DELETE})
+    for host in ("127.0.0.1", "0.0.0.0", "0"):
+        await post(proxy_port, f"http://{host}:{port}/mcp", f"localhost:{port}", call(1, "delete_everything", {}))
+    assert ran(side) == []
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a hostname pattern governs only requests that spell that name; the address is unnamed")
+async def test_a_server_named_by_hostname_is_governed_at_its_address(tmp_path, procs):
+    port, side = server(tmp_path, procs, "--stateless", "--json-response")
+    proxy_port = proxy(tmp_path, procs, {"a.yaml": f'servers: ["http://localhost:{port}/*"]\n' + DENY_DELETE})
+    await post(proxy_port, f"http://localhost:{port}/mcp", f"localhost:{port}", call(1, "delete_everything", {}))
+    assert ran(side) == []  # holds: the name as the policy spells it
+    await post(proxy_port, f"http://127.0.0.1:{port}/mcp", f"127.0.0.1:{port}", call(2, "delete_everything", {}))
+    assert ran(side) == []
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the fallback names an unnamed server by its origin: each spelling is a fresh budget")
+async def test_the_fallback_budget_is_not_renewed_by_another_spelling(tmp_path, procs):
+    port, side = server(tmp_path, procs, "--stateless", "--json-response")
+    limited = "tools:\n  generate:\n    rules:\n      - action: allow\n        rate_limit: {max: 2, window: 60}\n"
+    proxy_port = proxy(tmp_path, procs, {"a.yaml": 'servers: ["http://127.0.0.1:1/*"]\ntools: {}\n',
+                                         "default.yaml": limited}, "intercept_unnamed_server=fallback")
+    for i, host in enumerate(["127.0.0.1"] * 3 + ["localhost"] * 3):
+        await post(proxy_port, f"http://{host}:{port}/mcp", f"{host}:{port}", call(i, "generate", {"prompt": str(i)}))
+    assert ran(side) == ["generate", "generate"]
+
+
+@contextlib.asynccontextmanager
+async def legacy_session(url: str, proxy_url: str):
+    def http_client(headers=None, timeout=None, auth=None) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(headers=headers, auth=auth, trust_env=False, proxy=proxy_url,
+                                  timeout=timeout or httpx2.Timeout(30, read=60))
+
+    async with sse_client(url, timeout=10, httpx_client_factory=http_client) as (read, write):
+        async with mcp.ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a legacy POST is bound by its own URL (the announced endpoint), not by its stream's "
+                          "server: a policy naming /sse governs the stream's answers but none of its calls")
+async def test_a_legacy_post_is_judged_under_its_streams_policy(tmp_path, procs):
+    port, side = server(tmp_path, procs, transport="sse")
+    proxy_port = proxy(tmp_path, procs, {"a.yaml": f'servers: ["http://127.0.0.1:{port}/sse"]\nhide: [secret_admin]\n'
+                                         + DENY_DELETE})
+    async with legacy_session(f"http://127.0.0.1:{port}/sse", f"http://127.0.0.1:{proxy_port}") as session:
+        assert "secret_admin" not in {t.name for t in (await session.list_tools()).tools}  # holds: the stream is bound
+        with contextlib.suppress(mcp.MCPError):
+            await session.call_tool("delete_everything", {})
+    assert ran(side) == []
