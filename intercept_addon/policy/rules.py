@@ -165,7 +165,7 @@ class RateLimit(StrictModel):
 
 class Rule(StrictModel):
     name: StrictStr | None = None
-    action: Literal["evaluate", "deny", "allow"] = "evaluate"
+    action: Literal["evaluate", "deny", "allow", "ask"] = "evaluate"  # ask: held until a person answers
     conditions: list[Condition] = Field(default_factory=list)
     on_deny: StrictStr | None = None
     reason: StrictStr | None = None
@@ -259,13 +259,13 @@ def _rule_shape_errors(raw: dict) -> list[InitErrorDetails]:
                 "rate_limit cannot be combined with conditions or state; "
                 "use separate rules or the full syntax instead",
             )
-        if action == "deny":
-            fail("rate_limit", 'rate_limit cannot be used with action "deny"')
+        if action in ("deny", "ask"):
+            fail("rate_limit", f'rate_limit cannot be used with action "{action}"')
     else:
         if action == "deny" and has_conditions:
             fail("conditions", "deny rules must not have conditions")
-        if action == "deny" and has_state:
-            fail("state", "deny rules must not have state")
+        if action in ("deny", "ask") and has_state:
+            fail("state", f"{action} rules must not have state")
         if action == "evaluate" and not has_conditions:
             fail("conditions", "evaluate rules must have at least one condition")
         # Intercept's rules are named; catalogue rules (allow, or deny with a reason) may not be.
