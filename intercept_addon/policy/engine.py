@@ -18,6 +18,7 @@ unit was already spent (a 2026-07-28 input_required round).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import time
 from collections.abc import Callable, Mapping
@@ -39,7 +40,7 @@ from intercept_addon.policy.values import (
 from intercept_addon.state import CounterRequest, Reservation, Store, StoreError, Window, format_retry
 from intercept_addon.wire.jsonrpc import fold
 
-DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error", "schema"]
+DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error", "schema", "ask"]
 MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cache
 
 
@@ -131,8 +132,8 @@ class CompiledRule:
             return False
         if not all(c.holds_for(resolve(call.identity(), c.segments)) for c in self.when):
             return False
-        if self.action == "deny":
-            return True
+        if self.action in ("deny", "ask"):
+            return self.action == "deny"  # an ask rule's conditions say when to ask, not when to deny
         return any(c.path.startswith("identity.") and not c.holds_for(resolve(call.identity(), c.segments))
                    for c in self.checks)
 
@@ -172,6 +173,13 @@ def _counter_of(key: str, rule: Rule) -> tuple[CounterSpec | None, set[int]]:
                 limit_op, limit, limit_idx = cond.op, to_decimal(cond.value), {i}
     what = f"{limit} for {name} {_window_words(window)}" if limit is not None else name
     return CounterSpec(ns, name, scope, window, increment, limit_op, limit, what), limit_idx
+
+
+def _asked(allowed: Decision, asking: CompiledRule | None) -> Decision:
+    """An allowed call that an ask rule holds for a person's answer, its counters reserved."""
+    if asking is None:
+        return allowed
+    return dataclasses.replace(allowed, kind="ask", rule=asking.name, message=asking.message)
 
 
 def _matches_folded(tool: str, folded: tuple[set[str], list[str]]) -> bool:
@@ -281,8 +289,13 @@ class Engine:
         tool = call.tool
         now = self.clock()
         requests: list[tuple[CompiledRule, CounterRequest]] = []
+        asking: CompiledRule | None = None  # the first ask rule whose conditions hold
         for rule in rules:
             if rule.when and not all(self._reads(c, call) for c in rule.when):
+                continue
+            if rule.action == "ask":  # its conditions say when to ask; the other rules still judge
+                if asking is None and all([await self._check(c, call, store, now) for c in rule.checks]):
+                    asking = rule
                 continue
             if rule.action == "deny":
                 return Decision(False, tool, "deny", rule.name,
@@ -304,7 +317,7 @@ class Engine:
                 requests.append((rule, CounterRequest(spec.key(call), spec.window, amount,
                                                       spec.limit_op, spec.limit)))
         if not requests or not count:
-            return Decision(True, tool, "allow")
+            return _asked(Decision(True, tool, "allow"), asking)
         outcome = await store.reserve([r for _, r in requests], now)
         if not outcome.ok:
             rule, _ = requests[outcome.denied or 0]
@@ -312,7 +325,7 @@ class Engine:
             base = rule.message or f"Rate limit of {rule.counter.describe} reached for {tool}"
             return Decision(False, tool, "rate_limit", rule.name,
                             f"{base.rstrip('.')}. Retry after {retry} s.", retry)
-        return Decision(True, tool, "allow", reservation=outcome.reservation)
+        return _asked(Decision(True, tool, "allow", reservation=outcome.reservation), asking)
 
     @staticmethod
     def _reads(check: CompiledCondition, call: Call) -> bool:
