@@ -94,3 +94,10 @@ async def test_the_fallback_counts_one_server_under_one_name():
 @pytest.mark.parametrize("path", ["/lax/..;/strict", "/lax/..;v=1/strict", "/mcp#x"])
 def test_segments_a_java_server_reads_as_dot_segments_are_refused(path):
     assert path_refusal(path) is not None
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="an IPv6 zone id ([::1%1]) connects to ::1 but canonical_host keeps it: '::1%1' != '::1'")
+async def test_an_ipv6_zone_id_is_a_spelling_of_the_address():
+    lists = bindings('servers: ["http://[::1]:8000/*"]\ntools: {}\n')
+    assert await source_of(lists, request("::1%1", 8000, host_header="localhost:8000")) == "p0.yaml"

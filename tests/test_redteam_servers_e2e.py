@@ -119,3 +119,18 @@ async def test_a_legacy_post_is_judged_under_its_streams_policy(tmp_path, procs)
         with contextlib.suppress(mcp.MCPError):
             await session.call_tool("delete_everything", {})
     assert ran(side) == []
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a new file naming servers makes the policy that governed every server a fallback, "
+                          "which intercept_unnamed_server=inspect (the default) never applies; nothing refuses it")
+async def test_a_new_policy_file_does_not_unbind_the_policy_in_force(tmp_path, procs):
+    port, side = server(tmp_path, procs, "--stateless", "--json-response")
+    proxy_port = proxy(tmp_path, procs, {"main.yaml": DENY_DELETE})
+    url = f"http://127.0.0.1:{port}/mcp"
+    await post(proxy_port, url, f"127.0.0.1:{port}", call(1, "delete_everything", {}))
+    assert ran(side) == []  # holds: one policy without servers governs every server
+    (tmp_path / "policies" / "other.yaml").write_text('servers: ["http://10.9.9.9/*"]\ntools: {}\n')
+    await asyncio.sleep(4)  # seen, settled and applied (POLL_SECONDS each)
+    await post(proxy_port, url, f"127.0.0.1:{port}", call(2, "delete_everything", {}))
+    assert ran(side) == []
