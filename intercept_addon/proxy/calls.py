@@ -147,6 +147,8 @@ class CallJudge:
             token = meta.get("progressToken") if isinstance(meta, dict) else None
             pending.calls[id_key(msg.id)] = OwedCall(msg.id, credit, call.name, ticket,  # type: ignore[arg-type]
                                                      id_key(token) if token is not None else None, arguments)
+        if decision.kind == "ask" and core.settings.enforcing:  # held, its ticket open, until a person answers
+            decision = await core.approvals.ask(flow, decision, who.agent, binding.server, call.arguments)
         core.verdicts.annotate(flow, decision, call.arguments, core.settings)
         if decision.allowed or not core.settings.enforcing:
             return None
