@@ -22,6 +22,7 @@ from mitmproxy import ctx, http
 
 from intercept_addon.proxy import settings as options
 from intercept_addon.proxy.answers import Answers
+from intercept_addon.proxy.approvals import Approvals
 from intercept_addon.proxy.calls import CallJudge
 from intercept_addon.proxy.continuations import Continuations
 from intercept_addon.proxy.counters import Counters
@@ -52,6 +53,7 @@ class InterceptAddon:
         self.legacy = LegacyStreams()
         self.verdicts = Verdicts()
         self.continuations = Continuations()
+        self.approvals = Approvals()  # an addon of its own too (options, commands): addons() lists it
         self.answers = Answers(self.counters.ledger, self.toollists, self.continuations)
         self.calls = CallJudge(self)
         self.responses = ResponseJudge(self)

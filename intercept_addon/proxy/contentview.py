@@ -21,6 +21,7 @@ from typing import Any
 from mitmproxy import contentviews, ctx, exceptions, http
 from mitmproxy.contentviews import Contentview, Metadata
 
+from intercept_addon.proxy.approvals import describe
 from intercept_addon.wire import jsonrpc
 from intercept_addon.wire.jsonrpc import ProtocolError
 from intercept_addon.wire.sse import SseEvent, SseRewriter
@@ -124,6 +125,8 @@ class McpContentview(Contentview):
         msg_id = jsonrpc.dumps(first["id"]).decode() if "id" in first else None  # "1" and 1 are different ids
         fields: list[tuple[str, Any]] = [("method", method), ("tool", tool), ("id", msg_id)]
         fields += [(label, meta.get(key)) for label, key in HEADER_KEYS]
+        if isinstance(meta.get("mcp.ask"), dict):  # a call held for a person: the time left, or the answer
+            fields.append(("ask", describe(meta["mcp.ask"])))
         # Agent-controlled text (a tool name, a session): escaped, so it cannot forge a header line.
         return [f"{label}: {escaped(value if isinstance(value, str) else jsonrpc.dumps(value).decode())}"
                 for label, value in fields if value is not None]

@@ -191,6 +191,8 @@ class DecisionLog:
             entry.update(tool=decision.tool, decision="allow" if decision.allowed else "deny", kind=decision.kind,
                          rule=decision.rule, message=decision.message, retry_after=decision.retry_after)
         entry["blocked"] = entry["decision"] != "allow" and self.intercept.enforcing
+        if "mcp.ask" in meta:  # asked a person: who answered, when, after how long (proxy/approvals.py)
+            entry["asked"] = meta["mcp.ask"]
         if arguments is not None:
             shown = redact(arguments, self._redact)
             entry["args_sha256"] = args_digest(shown)

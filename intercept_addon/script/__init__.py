@@ -17,4 +17,5 @@ def addons() -> list:
     """Fresh instances on each call: a script's hot reload gets new addons, not the old ones."""
     intercept = InterceptAddon()
     # McpViewer after InterceptAddon: it wraps the event-stream callables InterceptAddon installs.
-    return [UnjudgedTraffic(intercept), intercept, McpViewer(), DecisionLog(intercept), InterceptCommands(intercept)]
+    return [UnjudgedTraffic(intercept), intercept, intercept.approvals, McpViewer(), DecisionLog(intercept),
+            InterceptCommands(intercept)]
