@@ -6,7 +6,6 @@ behaviour; the ones still open are strict xfails (they fail today; drop the mark
 from __future__ import annotations
 
 import pytest
-from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
 from intercept_addon.policy.servers import path_refusal
@@ -16,16 +15,6 @@ from test_servers import FALLBACK, bindings, request, source_of
 STRICT = 'servers: ["https://strict.example/*"]\ntools: {}\n'
 LAX = 'servers: ["https://lax.example/*"]\ntools: {}\n'
 LOCAL = 'servers: ["http://127.0.0.1:8000/*"]\ntools: {}\n'
-
-
-def h2_request(authority: str, host_header: str) -> tflow.HTTPFlow:
-    """An HTTP/2 request carrying both :authority and a Host field: sent to an HTTP/1 server,
-    mitmproxy keeps the Host field and drops :authority (layers/http/_http1.py)."""
-    flow = tflow.tflow(req=tutils.treq(host="lax.example", port=443, scheme=b"https", method=b"POST",
-                                       path=b"/mcp", http_version=b"HTTP/2.0", authority=authority.encode(),
-                                       headers=http.Headers(host=host_header)))
-    flow.client_conn.sni = "lax.example"
-    return flow
 
 
 async def refused(lists, flow: tflow.HTTPFlow) -> bool:
@@ -50,14 +39,6 @@ async def test_the_unspecified_address_is_a_spelling_of_loopback():
 async def test_a_hostname_pattern_governs_the_address_it_names():
     lists = bindings('servers: ["http://localhost:8000/*"]\ntools: {}\n')
     assert await source_of(lists, request("127.0.0.1", 8000)) == "p0.yaml"
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="HTTP/2: host_header is :authority; the Host field forwarded to an HTTP/1 server is unread")
-async def test_an_h2_host_field_beside_the_authority_is_a_name_too():
-    lists = bindings(STRICT, LAX)
-    flow = h2_request("lax.example", "strict.example")
-    assert await refused(lists, flow)
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from pathlib import Path
 
 import httpx2
@@ -15,7 +16,7 @@ import mcp
 import pytest
 from mcp.client.sse import sse_client
 
-from harness import ran, start_mcp_server, start_mitmdump
+from harness import ROOT, Process, free_port, ran, start_mcp_server, start_mitmdump, wait_for_port
 from raw_mcp import ACCEPT, call
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +54,17 @@ def proxy(tmp: Path, procs: list, policies: dict[str, str], *options: str) -> in
     proc, port = start_mitmdump(tmp, None, "intercept_state=memory", *options, policy=where, mode="regular")
     procs.append(proc)
     return port
+
+
+def target_log(tmp: Path, procs: list, *extra: str) -> tuple[int, Path]:
+    """tests/servers/redteam_target_log.py: logs each request's target and Host fields."""
+    port, log = free_port(), tmp / "targets.jsonl"
+    log.touch()
+    proc = Process([sys.executable, str(ROOT / "tests/servers/redteam_target_log.py"), "--port", str(port),
+                    "--log", str(log), *extra], tmp / f"target-log-{port}.log")
+    procs.append(proc)
+    wait_for_port(port, proc.proc)
+    return port, log
 
 
 def server(tmp: Path, procs: list, *extra: str, transport: str = "streamable-http") -> tuple[int, Path]:
@@ -134,3 +146,50 @@ async def test_a_new_policy_file_does_not_unbind_the_policy_in_force(tmp_path, p
     await asyncio.sleep(4)  # seen, settled and applied (POLL_SECONDS each)
     await post(proxy_port, url, f"127.0.0.1:{port}", call(2, "delete_everything", {}))
     assert ran(side) == []
+
+
+async def tunnelled(proxy_port: int, connect: str, target: str, host: str, body: dict) -> str:
+    """CONNECT ``connect``, then one plain HTTP/1.1 POST inside the tunnel, as given."""
+    data = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+    writer.write(f"CONNECT {connect} HTTP/1.1\r\nHost: {connect}\r\n\r\n".encode())
+    await writer.drain()
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+    writer.write(f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: {ACCEPT}\r\n"
+                 f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+    await writer.drain()
+    try:
+        return (await asyncio.wait_for(reader.read(), 20)).decode(errors="replace")
+    finally:
+        writer.close()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="inside a CONNECT tunnel an absolute-form target keeps its authority and mitmproxy "
+                          "forwards it as is; a server must route by it (RFC 9112 3.2.2), the proxy never reads it "
+                          "(proxy/servers.py _names_now: host, Host field, SNI only)")
+async def test_the_authority_a_server_routes_by_is_judged(tmp_path, procs):
+    port, log = target_log(tmp_path, procs)
+    strict = f'servers: ["http://localhost:{port}/*"]\n' + DENY_DELETE
+    lax = f'servers: ["http://127.0.0.1:{port}/*"]\ntools: {{}}\n'
+    proxy_port = proxy(tmp_path, procs, {"strict.yaml": strict, "lax.yaml": lax})
+    await tunnelled(proxy_port, f"127.0.0.1:{port}", f"http://localhost:{port}/mcp", f"127.0.0.1:{port}",
+                    call(1, "delete_everything", {}))
+    received = [json.loads(line) for line in log.read_text().splitlines()]
+    # what reached the server: a call addressed to the strict policy's server, judged by the lax one
+    assert received == [], received
+
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="two Host fields are forwarded as sent and read as one name 'a, b' that matches no "
+                          "pattern; a server taking the first (Node's http) routes by a name never judged")
+async def test_every_host_field_is_judged(tmp_path, procs):
+    port, log = target_log(tmp_path, procs)
+    strict = f'servers: ["http://localhost:{port}/*"]\n' + DENY_DELETE
+    lax = f'servers: ["http://127.0.0.1:{port}/*"]\ntools: {{}}\n'
+    proxy_port = proxy(tmp_path, procs, {"strict.yaml": strict, "lax.yaml": lax})
+    await post(proxy_port, f"http://127.0.0.1:{port}/mcp", f"localhost:{port}\r\nHost: 127.0.0.1:{port}",
+               call(1, "delete_everything", {}))
+    received = [json.loads(line) for line in log.read_text().splitlines()]
+    assert received == [], received
