@@ -6,7 +6,7 @@ behaviour; the ones still open are strict xfails (they fail today; drop the mark
 from __future__ import annotations
 
 import pytest
-from mitmproxy.test import tflow, tutils
+from mitmproxy.test import tflow
 
 from intercept_addon.policy.servers import path_refusal
 from intercept_addon.wire.jsonrpc import ProtocolError
