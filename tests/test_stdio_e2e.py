@@ -243,7 +243,8 @@ def test_nothing_is_left_behind(everything: list[str], tmp_path: Path, how: str)
         else:
             wrapped.proc.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGKILL)
             wrapped.wait()
-        assert alive(wrapped.descendants) == []
+        left = alive(wrapped.descendants)
+        assert left == [], (left, names, wrapped.stderr()[-3000:])
     finally:
         wrapped.kill()
 

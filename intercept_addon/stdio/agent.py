@@ -11,11 +11,8 @@ a JSON-RPC error for each request in the POST, so the agent never waits for noth
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,32 +26,10 @@ INTERNAL_ERROR = -32603
 GET_RETRIES = 5  # reconnections of the GET stream in a row before giving up on it
 
 
-def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes]) -> None:
-    """Feed stdin's lines to ``queue`` from a daemon thread (works for pipes, files and ttys, and
-    a blocked read never holds up the exit: raw ``os.read``, no buffered reader's lock); b"" means
-    end of input."""
-    def put(line: bytes) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed: we are exiting
-            loop.call_soon_threadsafe(queue.put_nowait, line)
-
-    def run() -> None:
-        held = b""
-        while chunk := _read(0):
-            *lines, held = (held + chunk).split(b"\n")
-            for line in lines:
-                if line.strip():
-                    put(line)
-        if held.strip():
-            put(held)
-        put(b"")
-    threading.Thread(target=run, name="stdin", daemon=True).start()
-
-
-def _read(fd: int) -> bytes:
-    try:
-        return os.read(fd, 1 << 16)
-    except OSError:  # EIO from a closed terminal: the agent is gone too
-        return b""
+def client() -> httpx2.AsyncClient:
+    """To the proxy on loopback: no proxy from the environment, no read timeout (event streams
+    stay open as long as a tool runs)."""
+    return httpx2.AsyncClient(trust_env=False, timeout=httpx2.Timeout(10.0, read=None))
 
 
 def write_line(raw: bytes) -> None:

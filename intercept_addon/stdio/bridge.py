@@ -14,16 +14,16 @@ import asyncio
 import contextlib
 import hmac
 import json
+import socket
 import sys
 import uuid
 from typing import Any
 
 import uvicorn
 
-from intercept_addon.stdio.router import END, Router, Stream, dropped
+from intercept_addon.stdio.proxy import SECRET_HEADER
+from intercept_addon.stdio.router import END, MAX_MESSAGE, Router, Stream, dropped
 
-SECRET_HEADER = "x-intercept-stdio-secret"
-MAX_BODY = 64 * 1024 * 1024  # one JSON-RPC message; a line from the server may be as long
 Send = Any
 Receive = Any
 
@@ -135,7 +135,7 @@ async def _body(receive: Receive) -> bytes | None:
             return b""
         chunk = event.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > MAX_MESSAGE:
             return None
         chunks.append(chunk)
         if not event.get("more_body"):
@@ -155,16 +155,17 @@ class _Server(uvicorn.Server):
         yield  # the wrapper owns SIGINT and SIGTERM
 
 
-async def serve(app: Bridge) -> tuple[_Server, asyncio.Task[None], int]:
-    """Serve ``app`` on 127.0.0.1 at a random port; returns once it accepts connections."""
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning",
-                                    access_log=False, timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve())
+async def serve(app: Bridge, sock: socket.socket) -> tuple[_Server, asyncio.Task[None]]:
+    """Serve ``app`` on ``sock`` (bound to 127.0.0.1 by the caller, who needed its port before);
+    returns once it accepts connections."""
+    server = _Server(uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
+                                    timeout_graceful_shutdown=1))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
             raise RuntimeError("the bridge stopped before it listened")
         await asyncio.sleep(0.005)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    print(f"intercept-addon stdio: bridge on http://127.0.0.1:{port}{app.path}", file=sys.stderr, flush=True)
-    return server, task, port
+    print(f"intercept-addon stdio: bridge on http://127.0.0.1:{sock.getsockname()[1]}{app.path}",
+          file=sys.stderr, flush=True)
+    return server, task

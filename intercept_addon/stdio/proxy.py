@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from intercept_addon.stdio import children
-from intercept_addon.stdio.bridge import SECRET_HEADER
 
 SCRIPT = Path(__file__).resolve().parents[1] / "script" / "intercept.py"
 LISTENING = re.compile(rb"listening at (?:http://)?127\.0\.0\.1:(\d+)")
 ADDON_READY = re.compile(rb"intercept: (?:policy \S+ loaded|NO POLICY)")
+SECRET_HEADER = "x-intercept-stdio-secret"  # added by the proxy, required by the bridge
 
 
 def program(web: bool) -> str:

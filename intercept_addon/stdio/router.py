@@ -22,6 +22,7 @@ from typing import Any
 from intercept_addon.wire.jsonrpc import id_key
 
 BACKLOG = 1000  # messages held for a GET stream nobody has opened yet
+MAX_MESSAGE = 64 * 1024 * 1024  # the longest message (line or body) relayed either way
 END = None  # put on a stream's queue after its last message
 
 

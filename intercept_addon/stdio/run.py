@@ -3,8 +3,8 @@
     agent --stdio--> agent side --HTTP--> mitmdump + addon --HTTP + secret--> bridge --stdio--> server
 
 The agent side and the bridge run in this process, the proxy and the server are children. The
-bridge starts first (the proxy needs its port), then the server and the proxy start together;
-the agent's lines wait in a queue until the proxy is ready. The run ends when the agent closes
+proxy starts first (its startup is the longest), forwarding to a port bound here in advance;
+the server next, then the bridge; the agent's lines wait in a queue until the proxy is ready. The run ends when the agent closes
 stdin (the server's stdin is closed in turn, as MCP's stdio shutdown asks, then it is stopped),
 when the server or the proxy exits, or on SIGTERM, SIGINT or SIGHUP; every child is stopped then.
 """
@@ -18,17 +18,17 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import httpx2
+from intercept_addon.stdio import children, proxy
+from intercept_addon.stdio.router import MAX_MESSAGE
+from intercept_addon.stdio.stdin import read_lines
 
-from intercept_addon.stdio import bridge, children, proxy
-from intercept_addon.stdio.agent import AgentSide, read_lines
-
-LINE_LIMIT = bridge.MAX_BODY  # the longest line read from the server's stdout
 EXIT_GRACE = 2.0  # seconds a server gets to exit by itself once its stdin is closed
 LAUNCHERS = frozenset({"npx", "uvx", "pipx", "bunx", "pnpx", "uv", "node", "deno", "bun",
                        "python", "python3", "sh", "bash"})
@@ -65,20 +65,25 @@ async def run(command: Sequence[str], *, policy: str | None, web: bool, options:
     secret_file = workdir / "secret"
     secret_file.write_text(secret)
     secret_file.chmod(0o600)
-    server = mitm = None
+    listener = _listener()  # the bridge's port, known before the proxy starts
+    mitm = server = None
     try:
+        mitm = await proxy.start(f"http://127.0.0.1:{listener.getsockname()[1]}", secret_file,
+                                 policy=policy, web=web, options=options)
+        relay = asyncio.create_task(mitm.relay_output())
         try:
             server = await children.spawn(command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                          stderr=None, limit=LINE_LIMIT)
+                                          stderr=None, limit=MAX_MESSAGE)
         except OSError as exc:
             print(f"intercept-addon stdio: cannot start {command[0]}: {exc}", file=sys.stderr)
             return 127
         assert server.stdin is not None and server.stdout is not None
+        # Imported while the proxy and the server start: uvicorn and httpx2 take a third of a second.
+        from intercept_addon.stdio import agent, bridge
+
         app = bridge.Bridge(f"/stdio/{name or server_name(command)}/mcp", secret, server.stdin)
         pump = asyncio.create_task(app.pump(server.stdout))
-        http_server, http_task, port = await bridge.serve(app)
-        mitm = await proxy.start(f"http://127.0.0.1:{port}", secret_file, policy=policy, web=web, options=options)
-        relay = asyncio.create_task(mitm.relay_output())
+        http_server, _ = await bridge.serve(app, listener)
         exited = asyncio.create_task(server.wait())
         proxy_exited = asyncio.create_task(mitm.process.wait())
         ready = asyncio.create_task(mitm.ready.wait())
@@ -101,11 +106,11 @@ async def run(command: Sequence[str], *, policy: str | None, web: bool, options:
             return stop.result()
         url = f"http://127.0.0.1:{mitm.port}{app.path}"
         print(f"intercept-addon stdio: {command[0]} (pid {server.pid}) behind {url}", file=sys.stderr, flush=True)
-        async with httpx2.AsyncClient(trust_env=False, timeout=httpx2.Timeout(10.0, read=None)) as client:
-            agent = AgentSide(url, client)
-            eof = asyncio.create_task(_forward(first_line, lines, agent))
+        async with agent.client() as client:
+            side = agent.AgentSide(url, client)
+            eof = asyncio.create_task(_forward(first_line, lines, side))
             await _first(eof, exited, proxy_exited, stop)
-            await agent.close()
+            await side.close()
             eof.cancel()
         if stop.done():
             return stop.result()
@@ -125,15 +130,25 @@ async def run(command: Sequence[str], *, policy: str | None, web: bool, options:
         for child in (server, mitm.process if mitm else None):
             if child is not None:
                 await children.stop(child)
+        listener.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _listener() -> socket.socket:
+    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on such sockets' connections (without
+    # it, Nagle and delayed ACKs held every event-stream answer about 40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
 
 
 def _status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode  # killed by a signal: as a shell says
 
 
-async def _forward(first_line: asyncio.Task[bytes], lines: asyncio.Queue[bytes], agent: AgentSide) -> None:
+async def _forward(first_line: asyncio.Task[bytes], lines: asyncio.Queue[bytes], side: Any) -> None:
     line = await first_line
     while line:
-        await agent.send(line)
+        await side.send(line)
         line = await lines.get()
