@@ -192,9 +192,12 @@ def _matches_folded(tool: str, folded: tuple[set[str], list[str]]) -> bool:
 class Engine:
     """A compiled policy. Building one never touches counters (hot reload keeps them)."""
 
-    def __init__(self, policy: Policy, *, clock: Callable[[], float] = time.time):
+    def __init__(self, policy: Policy, *, clock: Callable[[], float] = time.time, section: str = "",
+                 noun: str = "tool"):
         self.policy = policy
         self.clock = clock
+        self.section = section  # "resources", ...: its counters' namespaces are its own ("resources:<key>")
+        self.noun = noun  # what messages call what is judged
         self._hidden_exact = {h for h in policy.hide if not is_glob(h) and h != "*"}
         self._hidden_globs = [h for h in policy.hide if is_glob(h) or h == "*"]
         self._folded_hidden = ({fold(h) for h in self._hidden_exact}, [fold(g) for g in self._hidden_globs])
@@ -218,7 +221,10 @@ class Engine:
     def _compile(self, key: str, index: int, rule: Rule) -> CompiledRule:
         counter, limit_idx = _counter_of(key, rule)
         if counter is not None:
-            self._counters.setdefault((counter.namespace, counter.name), counter)
+            written = (counter.namespace, counter.name)  # as state.<ns>.<counter> paths name it
+            if self.section:
+                counter = dataclasses.replace(counter, namespace=f"{self.section}:{counter.namespace}")
+            self._counters.setdefault(written, counter)
         checks = tuple(
             CompiledCondition.build(c) for i, c in enumerate(rule.conditions) if i not in limit_idx
         )
@@ -252,6 +258,10 @@ class Engine:
         return result
 
     def counter(self, namespace: str, name: str) -> CounterSpec | None:
+        if self.section:  # a stored key names the section's namespace
+            if not namespace.startswith(f"{self.section}:"):
+                return None
+            namespace = namespace.removeprefix(f"{self.section}:")
         return self._counters.get((namespace, name))
 
     def checks_arguments(self, tool: str) -> bool:
@@ -267,14 +277,15 @@ class Engine:
     async def evaluate(self, call: Call, store: Store, *, count: bool = True) -> Decision:
         tool = call.tool
         if self.is_hidden(tool):
-            return Decision(False, tool, "hidden", "(hidden)", f"Unknown tool: {tool}")
+            return Decision(False, tool, "hidden", "(hidden)", f"Unknown {self.noun}: {tool}")
         listed, rules = self._rules_for(tool)
         if self.policy.default == "deny" and not listed:
             return Decision(False, tool, "default_deny", "(default deny)",
-                            f'Tool "{tool}" is not permitted by policy')
+                            f'{self.noun.capitalize()} "{tool}" is not permitted by policy')
         if listed is None:
             return Decision(False, tool, "deny", "(ambiguous name)",
-                            f'Tool "{tool}" differs from a tool the policy governs only by case or Unicode form')
+                            f'{self.noun.capitalize()} "{tool}" differs from a {self.noun} the policy governs only by '
+                            "case or Unicode form")
         try:
             return await self._evaluate_rules(call, rules, store, count)
         except StoreError as exc:
@@ -299,7 +310,7 @@ class Engine:
                 continue
             if rule.action == "deny":
                 return Decision(False, tool, "deny", rule.name,
-                                rule.message or f'Tool "{tool}" is blocked by policy (rule "{rule.name}")')
+                                rule.message or f'{self.noun.capitalize()} "{tool}" is blocked by policy (rule "{rule.name}")')
             for check in rule.checks:
                 if not await self._check(check, call, store, now):
                     return Decision(False, tool, "condition", rule.name,

@@ -24,6 +24,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from intercept_addon.policy.fingerprint import PATTERN as FINGERPRINT
 from intercept_addon.policy.rules import Rule, namespace_of
+from intercept_addon.policy.sections import Section
 from intercept_addon.policy.servers import ServerPattern, parse_pattern
 from intercept_addon.policy.validation import StrictModel, error_at, raise_errors, reraise
 from intercept_addon.policy.values import GLOBAL_NAMESPACE, is_glob, split_state_path
@@ -111,6 +112,10 @@ class Policy(StrictModel):
     fingerprints: Fingerprints | None = None
     # Our extension: every call's arguments checked against its server's inputSchema (policy/arguments.py).
     arguments: Literal["schema"] | None = None
+    # Our extension: rules for resources/read, prompts/get, completion/complete (policy/sections.py).
+    resources: Section | None = None
+    prompts: Section | None = None
+    completion: Section | None = None
     # Our extension: the servers this policy governs (policy/servers.py); None: the fallback.
     servers: list[ServerPattern] | None = None
 

@@ -22,7 +22,7 @@ from intercept_addon.proxy.tokens import TokenError
 from intercept_addon.proxy.verdicts import reply
 from intercept_addon.wire import admission, jsonrpc, legacy, mcp
 from intercept_addon.wire.admission import Admitted
-from intercept_addon.wire.jsonrpc import INVALID_REQUEST, ProtocolError, id_key
+from intercept_addon.wire.jsonrpc import INVALID_REQUEST, Message, ProtocolError, id_key
 from intercept_addon.wire.text import escaped, shown
 
 if TYPE_CHECKING:
@@ -121,6 +121,9 @@ class CallJudge:
         if msg.method == "tools/list" and msg.kind == "request":
             pending.lists[id_key(msg.id)] = msg.id  # type: ignore[assignment]
             return None
+        guarded = admitted.guarded.get(index)
+        if guarded is not None:
+            return await self._section(flow, admitted, msg, guarded, who, binding, pending)
         call = admitted.calls.get(index)
         if call is None:
             return None
@@ -153,6 +156,25 @@ class CallJudge:
         if decision.allowed or not core.settings.enforcing:
             return None
         return core.verdicts.denial(msg.id, decision, core.settings, admitted.revision, engine.policy.deny_as)
+
+    async def _section(self, flow: http.HTTPFlow, admitted: Admitted, msg: Message, request: mcp.GuardedRequest,
+                       who: Who, binding: Binding, pending: Pending) -> Denial | None:
+        """A resources/read, prompts/get or completion/complete, judged by its policy section
+        (none written: it passes as before). Its counters settle on its answer, as a call's do."""
+        core = self.core
+        flow.metadata.setdefault("mcp.target", request.key)
+        engine = binding.governed.sections.get(request.section) if binding.governed is not None else None
+        if engine is None:
+            return None
+        decision = await engine.evaluate(Call(who.agent, request.key, request.arguments, who.user, who.claims,
+                                              who.mcp_session, binding.server), core.counters.store)  # type: ignore[arg-type]
+        if decision.reservation is not None and decision.reservation.applied:
+            ticket = core.counters.ledger.open(core.counters.store, decision.reservation)  # type: ignore[arg-type]
+            pending.calls[id_key(msg.id)] = OwedCall(msg.id, who.agent, request.key, ticket)  # type: ignore[arg-type]
+        core.verdicts.annotate(flow, decision, request.arguments, core.settings)
+        if decision.allowed or not core.settings.enforcing:
+            return None
+        return core.verdicts.denial(msg.id, decision, core.settings, admitted.revision, "error")  # not a tool result
 
     def _forward(self, flow: http.HTTPFlow, admitted: Admitted, pending: Pending) -> None:
         req = flow.request

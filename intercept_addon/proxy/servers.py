@@ -22,12 +22,14 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from mitmproxy import http
 
 from intercept_addon.policy.engine import Engine
 from intercept_addon.policy.model import Policy
+from intercept_addon.policy.sections import NOUNS, SECTIONS
 from intercept_addon.policy.servers import Named, canonical_host, governing, is_ip, path_refusal, server_url
 from intercept_addon.wire.jsonrpc import INVALID_REQUEST, ProtocolError
 from intercept_addon.wire.text import shown
@@ -45,6 +47,14 @@ class Governed:
     source: str  # the policy file
     policy: Policy
     engine: Engine
+    sections: Mapping[str, Engine] = field(default_factory=dict)  # resources, prompts, completion
+
+
+def governed(source: str, policy: Policy) -> Governed:
+    """A policy compiled: its tools' engine and one engine per section it writes."""
+    sections = {name: Engine(section.policy, section=name, noun=NOUNS[name])
+                for name in SECTIONS if (section := getattr(policy, name)) is not None}
+    return Governed(source, policy, Engine(policy), sections)
 
 
 @dataclass(frozen=True, slots=True)

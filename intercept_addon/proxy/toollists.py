@@ -14,11 +14,12 @@ from typing import Any
 from mitmproxy import http
 
 from intercept_addon.policy import fingerprint
-from intercept_addon.policy.engine import Call, Decision, Engine
+from intercept_addon.policy.engine import Call, Decision
 from intercept_addon.policy.model import Policy
 from intercept_addon.proxy.coverage import PolicyCoverage
 from intercept_addon.proxy.published import PublishedTools
-from intercept_addon.proxy.servers import Binding, Governed, ServerBindings, server_key
+from intercept_addon.proxy.servers import Binding, ServerBindings, server_key
+from intercept_addon.proxy.servers import governed as compiled
 from intercept_addon.wire import mcp
 
 log = logging.getLogger("intercept")
@@ -42,9 +43,19 @@ class ToolLists:
         governed = []
         for source, policy in (policies or {}).items():
             kept = old.get(source)
-            governed.append(kept if kept is not None and kept.policy == policy else Governed(source, policy, Engine(policy)))
+            governed.append(kept if kept is not None and kept.policy == policy else compiled(source, policy))
         self.servers.use(governed)
         self.coverage.use(self.servers)
+
+    @property
+    def _hides_sections(self) -> bool:
+        return any(e.policy.hide for g in self.servers.policies for e in g.sections.values())
+
+    def _other_list(self, flow: http.HTTPFlow, msg: dict[str, Any]) -> bool:
+        """Hidden resources, resource templates and prompts dropped from their lists."""
+        binding = self.servers.of_answer(flow)
+        sections = binding.governed.sections if binding.governed is not None else {}
+        return mcp.filter_listed(msg, lambda section, name: section in sections and sections[section].is_hidden(name))
 
     @property
     def active(self) -> bool:
@@ -55,8 +66,8 @@ class ToolLists:
     def watched(self) -> bool:
         """Does any policy change or judge tools/list answers (hidden tools, tools denied outright
         with ``hide_denied``, pinned definitions)?"""
-        return any(bool(e.policy.hide) or e.policy.hide_denied or e.policy.fingerprints is not None
-                   for e in self.servers.engines)
+        return self._hides_sections or any(bool(e.policy.hide) or e.policy.hide_denied or e.policy.fingerprints is not None
+                                           for e in self.servers.engines)
 
     @property
     def per_caller(self) -> bool:
@@ -80,8 +91,10 @@ class ToolLists:
     def judge(self, flow: http.HTTPFlow, msg: dict[str, Any], caller: Any = None) -> bool:
         """Filter ``msg`` in place if it is shaped like a tools/list result; True if it changed.
         ``caller`` (a Who): with ``hide_denied``, tools denied outright for it are dropped too."""
-        if not self.active or not mcp.listed_tools(msg):
+        if not self.active:
             return False
+        if not mcp.listed_tools(msg):
+            return self._hides_sections and self._other_list(flow, msg)
         binding = self.servers.of_answer(flow)
         engine = binding.engine
         if engine is None:

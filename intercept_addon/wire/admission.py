@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from intercept_addon.wire import encodings, jsonrpc, mcp
@@ -40,6 +40,7 @@ class Admitted:
     calls: Mapping[int, mcp.ToolCall]  # index into messages -> its tools/call
     revision: str | None  # MCP-Protocol-Version
     forwarded: bytes  # exactly what was judged, re-serialised: what the server will parse
+    guarded: Mapping[int, mcp.GuardedRequest] = field(default_factory=dict)  # resources/read, prompts/get, ...
 
     @property
     def batch(self) -> bool:
@@ -94,14 +95,18 @@ def admit(raw: bytes, headers: Mapping[str, str], limits: Limits) -> Admitted | 
     if not isinstance(value, list):
         mcp.check_routing_headers(messages[0], headers.get, revision)
     calls: dict[int, mcp.ToolCall] = {}
+    guarded: dict[int, mcp.GuardedRequest] = {}
     for i, msg in enumerate(messages):
         mcp.check_method(msg)
-        if msg.method == "tools/call":
+        if msg.method == "tools/call" or msg.method in mcp.SECTION_METHODS:
             if msg.kind == "notification":
-                raise ProtocolError(INVALID_REQUEST, "tools/call must be a request with an id, not a notification")
-            calls[i] = mcp.tool_call(msg, limits.tool_name)
+                raise ProtocolError(INVALID_REQUEST, f"{msg.method} must be a request with an id, not a notification")
+            if msg.method == "tools/call":
+                calls[i] = mcp.tool_call(msg, limits.tool_name)
+            else:
+                guarded[i] = mcp.guarded_request(msg)
     _check_ids(messages)
-    return Admitted(value, messages, calls, revision, jsonrpc.dumps(value))
+    return Admitted(value, messages, calls, revision, jsonrpc.dumps(value), guarded)
 
 
 def _messages(value: Any, revision: str | None) -> list[Message]:

@@ -59,9 +59,48 @@ def tool_call(message: Message, name_pattern: re.Pattern[str]) -> ToolCall:
     return ToolCall(name, arguments)
 
 
+@dataclass(frozen=True, slots=True)
+class GuardedRequest:
+    """A request other than tools/call that a policy section judges (policy/sections.py)."""
+
+    section: str  # resources, prompts, completion
+    key: str  # what its keys match: the URI, the prompt's name; "*" for completion
+    arguments: dict[str, Any]  # what args.* conditions read
+
+
+# Section, the parameter its keys match (None: every request), and the parameters a call has.
+SECTION_METHODS = {"resources/read": ("resources", "uri", ("uri", "_meta")),
+                   "prompts/get": ("prompts", "name", ("name", "arguments", "_meta")),
+                   "completion/complete": ("completion", None, ("ref", "argument", "context", "_meta"))}
+
+
+def guarded_request(message: Message) -> GuardedRequest:
+    """The section, key and arguments of a resources/read, prompts/get or completion/complete
+    request, refusing ambiguous parameters as tool_call does."""
+    section, key_param, known = SECTION_METHODS[message.method]  # type: ignore[index]
+    params = message.params
+    if not isinstance(params, dict):
+        raise ProtocolError(INVALID_PARAMS, f"{message.method} needs params", id=message.id)
+    for name in params:
+        if name not in known and fold(name) in known:
+            raise ProtocolError(INVALID_PARAMS, f"ambiguous parameter {shown(name)}", id=message.id)
+    if key_param is None:
+        return GuardedRequest(section, "*", dict(params))
+    key = params.get(key_param)
+    if not isinstance(key, str):
+        raise ProtocolError(INVALID_PARAMS, f"{message.method} params.{key_param} must be a string", id=message.id)
+    if section == "resources":
+        return GuardedRequest(section, key, {"uri": key})
+    arguments = params.get("arguments", {})
+    if not isinstance(arguments, dict):
+        raise ProtocolError(INVALID_PARAMS, "prompts/get params.arguments must be an object", id=message.id)
+    return GuardedRequest(section, key, arguments)
+
+
 # Methods the policy acts on. A variant that a lenient server might read as one of them (case,
 # Unicode compatibility forms, surrounding whitespace) is refused, never forwarded.
-GUARDED_METHODS = ("tools/call", "tools/list")
+GUARDED_METHODS = ("tools/call", "tools/list", *SECTION_METHODS, "resources/list", "resources/templates/list",
+                   "prompts/list")
 
 
 def check_method(message: Message) -> None:
@@ -144,6 +183,33 @@ def has_more_tools(body: dict[str, Any]) -> bool:
 def tool_name(tool: Any) -> str | None:
     name = _member(tool, "name")
     return name if isinstance(name, str) else None
+
+
+# Lists other than tools/list that hide entries: result member -> the field naming an entry
+# (folded, as member_key compares), and the policy section whose ``hide`` applies.
+OTHER_LISTS = {"resources": ("uri", "resources"), "resourcetemplates": ("uritemplate", "resources"),
+               "prompts": ("name", "prompts")}
+
+
+def filter_listed(body: dict[str, Any], hidden: Callable[[str, str], bool]) -> bool:
+    """Drop hidden entries from anything shaped like a resources/list, resources/templates/list
+    or prompts/list result, in place; ``hidden(section, name)``. True if anything changed."""
+    result = _member(body, "result")
+    if not isinstance(result, dict):
+        return False
+    changed = False
+    for member, (field_name, section) in OTHER_LISTS.items():
+        key = member_key(result, member)
+        entries = result.get(key) if key is not None else None
+        if not isinstance(entries, list):
+            continue
+        kept = [e for e in entries if not isinstance(n := _member(e, field_name), str) or not hidden(section, n)]
+        if len(kept) != len(entries):
+            result[key] = kept  # type: ignore[index]
+            changed = True
+    if changed and "cacheScope" in result:
+        result["cacheScope"] = "private"
+    return changed
 
 
 def filter_tools(body: dict[str, Any], hidden: Callable[[str], bool]) -> bool:

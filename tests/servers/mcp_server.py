@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=0)
     parser.add_argument("--echo-description-suffix", default="")
     parser.add_argument("--counting-tools", action="store_true")
+    parser.add_argument("--content", action="store_true", help="resources, a resource template, prompts, completion")
     args = parser.parse_args()
 
     def ran(tool: str, **kwargs: object) -> None:
@@ -137,6 +138,8 @@ def main() -> None:
 
     if args.annotated_tools:
         add_annotated_tools(server, ran)
+    if args.content:
+        add_content(server, ran)
     if args.counting_tools:
         from counting_tools import add_counting_tools
 
@@ -156,6 +159,42 @@ def main() -> None:
         if args.resumable:
             kwargs["event_store"] = MemoryEventStore()
     server.run(args.transport, **kwargs)
+
+
+def add_content(server: MCPServer, ran: Any) -> None:
+    """What the policy's resources, prompts and completion sections govern; each use is logged."""
+
+    @server.resource("docs://readme", mime_type="text/plain")
+    def readme() -> str:
+        ran("read", uri="docs://readme")
+        return "read me"
+
+    @server.resource("secret://keys", mime_type="text/plain")
+    def keys() -> str:
+        ran("read", uri="secret://keys")
+        return "the keys"
+
+    @server.resource("notes://{name}", mime_type="text/plain")
+    def note(name: str) -> str:
+        ran("read", uri=f"notes://{name}")
+        return f"note {name}"
+
+    @server.prompt()
+    def review(code: str) -> str:
+        ran("prompt", name="review", code=code)
+        return f"Review this: {code}"
+
+    @server.prompt()
+    def admin_prompt() -> str:
+        ran("prompt", name="admin_prompt")
+        return "You are root."
+
+    @server.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> Any:
+        from mcp.types import Completion
+
+        ran("complete", argument=argument.name, value=argument.value)
+        return Completion(values=[f"{argument.value}1", f"{argument.value}2"])
 
 
 def add_annotated_tools(server: MCPServer, ran: Any) -> None:
