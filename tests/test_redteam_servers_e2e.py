@@ -193,3 +193,18 @@ async def test_every_host_field_is_judged(tmp_path, procs):
                call(1, "delete_everything", {}))
     received = [json.loads(line) for line in log.read_text().splitlines()]
     assert received == [], received
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="reverse mode forwards an absolute-form target as is (mitmproxy makes it origin-form in "
+                          "regular mode only): a gateway upstream routes by its authority to another virtual "
+                          "host, judged as the upstream")
+async def test_reverse_mode_sends_the_upstream_only_requests_for_itself(tmp_path, procs):
+    port, log = target_log(tmp_path, procs)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(DENY_DELETE)
+    proc, proxy_port = start_mitmdump(tmp_path, port, "intercept_state=memory", policy=policy)
+    procs.append(proc)
+    await post(proxy_port, "http://other.example/mcp", "other.example", call(1, "echo", {"text": "x"}))
+    targets = [json.loads(line)["target"] for line in log.read_text().splitlines()]
+    assert targets == ["/mcp"]  # origin-form: the upstream routes by the Host field mitmproxy set
