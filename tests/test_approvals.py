@@ -101,7 +101,7 @@ async def test_a_viewers_resume_approves(proxy):
     task, flow = await held(proxy, "pay", {"amount": 500})
     assert flow.intercepted and flow.marked == ":raised_hand:"
     assert flow.comment.startswith("ASK pay [big payments] agent agent-header:a1: until ")
-    assert describe(flow.metadata["mcp.ask"]).startswith("waiting for a person: ")
+    assert describe(flow.metadata["mcp.ask"]).startswith("waiting for a person, ")
     flow.resume()  # what mitmweb's and the console's resume do
     await task
     assert flow.response is None and not flow.intercepted  # forwarded

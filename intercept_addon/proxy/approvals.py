@@ -66,7 +66,7 @@ def describe(ask: Mapping[str, Any], now: float | None = None) -> str:
     """One line for the MCP view: what is asked, and the time left or the answer."""
     if ask.get("state") == "waiting":
         left = max(0, round(ask["deadline"] - (now or time.time())))
-        return f"waiting for a person: {left} s left (until {_clock(ask['deadline'])}); resume approves, kill rejects"
+        return f"waiting for a person, {left} s left (until {_clock(ask['deadline'])}): resume approves, kill rejects"
     return f"{ask.get('state')} by {ask.get('by')} after {ask.get('waited_s')} s"
 
 
