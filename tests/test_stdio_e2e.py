@@ -12,6 +12,7 @@ the official Python SDK's stdio client, as an agent's config would start them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from harness import clean_env
+from harness import clean_env, free_port, wait_for_port
 from intercept_addon.demo import run as demo
 
 pytestmark = pytest.mark.e2e
@@ -306,3 +307,52 @@ def test_a_killed_wrapper_takes_an_idle_server_and_proxy_along(tmp_path: Path) -
     finally:
         wrapped.descendants = children
         wrapped.kill()
+
+
+# -- one proxy for several servers ---------------------------------------------------------------------
+
+
+async def test_one_shared_proxy_serves_two_wrapped_servers(everything: list[str], tmp_path: Path) -> None:
+    """``--serve`` runs the proxy; two wrappers with ``--proxy`` go through it: one policy, one
+    decision log with both servers' calls, each wrapper its own agent; their bridges still refuse
+    a request without their secret."""
+    port = free_port()
+    policy = tmp_path / "everything.yaml"
+    serve = subprocess.Popen([sys.executable, "-m", "intercept_addon", "stdio", "--serve", "--port", str(port),
+                              "--policy", str(policy), "--set", f"confdir={tmp_path / 'shared'}",
+                              "--set", "intercept_state=memory"],
+                             stdout=open(tmp_path / "shared.log", "wb"), stderr=subprocess.STDOUT, env=clean_env())
+    try:
+        wait_for_port(port, serve)
+        deadline = time.monotonic() + 30
+        while "intercept: policy" not in (tmp_path / "shared.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        server = everything[everything.index("--") + 1:]
+        shared = ["--proxy", f"http://127.0.0.1:{port}"]
+        one = [sys.executable, "-m", "intercept_addon", "stdio", *shared, "--name", "one", "--", *server]
+        two = [sys.executable, "-m", "intercept_addon", "stdio", *shared, "--name", "two", "--", *server]
+        async with agent(one, tmp_path, clean_env()) as first, agent(two, tmp_path, clean_env()) as second:
+            for client in (first, second):
+                assert "is 3" in (await client.call_tool("get-sum", {"a": 1, "b": 2})).content[0].text
+                with pytest.raises(MCPError) as denied:
+                    await client.call_tool("get-sum", {"a": 50, "b": 2})
+                assert denied.value.message.startswith("[INTERCEPT POLICY DENIED]")
+                assert "get-env" not in {tool.name for tool in (await client.list_tools()).tools}
+            log = (tmp_path / "wrapper-stderr.log").read_text()
+            bridges = re.findall(r"behind (http://127\.0\.0\.1:\d+/stdio/(?:one|two)/mcp) through", log)
+            assert len(bridges) == 2
+            with httpx2.Client(trust_env=False, timeout=10) as http:
+                refused = [http.post(url, content=b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+                                     headers={"content-type": "application/json",
+                                              "accept": "application/json, text/event-stream"}).status_code
+                           for url in bridges]
+        assert refused == [403, 403]
+        decisions = [json.loads(line) for line in (tmp_path / "shared" / "intercept-decisions.jsonl")
+                     .read_text().splitlines()]
+        denials = [d for d in decisions if d["tool"] == "get-sum" and d["decision"] == "deny"]
+        assert len(denials) == 2 and denials[0]["agent"] != denials[1]["agent"]
+        proxied = (tmp_path / "shared.log").read_text()
+        assert "/stdio/one/mcp" in proxied and "/stdio/two/mcp" in proxied
+    finally:
+        serve.terminate()
+        serve.wait(10)

@@ -26,10 +26,10 @@ INTERNAL_ERROR = -32603
 GET_RETRIES = 5  # reconnections of the GET stream in a row before giving up on it
 
 
-def client() -> httpx2.AsyncClient:
-    """To the proxy on loopback: no proxy from the environment, no read timeout (event streams
-    stay open as long as a tool runs)."""
-    return httpx2.AsyncClient(trust_env=False, timeout=httpx2.Timeout(10.0, read=None))
+def client(proxy: str | None = None) -> httpx2.AsyncClient:
+    """To the proxy on loopback (as a reverse proxy, or as the HTTP ``proxy`` when it is shared):
+    no proxy from the environment, no read timeout (event streams stay open while a tool runs)."""
+    return httpx2.AsyncClient(proxy=proxy, trust_env=False, timeout=httpx2.Timeout(10.0, read=None))
 
 
 def write_line(raw: bytes) -> None:
@@ -46,8 +46,10 @@ def _error(request_id: Any, message: str) -> bytes:
 
 
 class AgentSide:
-    def __init__(self, url: str, client: httpx2.AsyncClient, write: Callable[[bytes], None] = write_line) -> None:
+    def __init__(self, url: str, client: httpx2.AsyncClient, write: Callable[[bytes], None] = write_line,
+                 headers: dict[str, str] | None = None) -> None:
         self.url = url
+        self._base_headers = headers or {}
         self._client = client
         self._write = write
         self._session: str | None = None
@@ -58,7 +60,7 @@ class AgentSide:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _headers(self, accept: str = ACCEPT) -> dict[str, str]:
-        headers = {"accept": accept, "content-type": "application/json"}
+        headers = {**self._base_headers, "accept": accept, "content-type": "application/json"}
         if self._session:
             headers["mcp-session-id"] = self._session
         if self._protocol:

@@ -1,5 +1,6 @@
 """The mitmproxy in the middle: ``mitmdump`` (or ``mitmweb``) from this venv, running the addon
-in reverse mode in front of the bridge, as a child process.
+in reverse mode in front of the bridge, as a child process (or, shared by several wrappers, in
+regular mode: ``serve_shared``).
 
 A child rather than in-process: mitmproxy owns its event loop, options and signal handling, and
 ``mitmweb``/``mitmdump`` stay exactly the programs a user knows (``--set`` options pass through).
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from intercept_addon.stdio import children
 
@@ -35,11 +37,12 @@ def program(web: bool) -> str:
     return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
-def arguments(upstream: str, secret_file: Path, *, policy: str | None, web: bool,
-              options: Sequence[str]) -> list[str]:
-    args = [program(web), "--listen-host", "127.0.0.1", "-p", "0", "--mode", f"reverse:{upstream}",
-            "-s", str(SCRIPT), "--set", f"modify_headers=/~q/{SECRET_HEADER}/@{secret_file}",
+def arguments(mode: str, secret_file: Path | None, *, policy: str | None, web: bool, options: Sequence[str],
+              port: int = 0) -> list[str]:
+    args = [program(web), "--listen-host", "127.0.0.1", "-p", str(port), "--mode", mode, "-s", str(SCRIPT),
             "--set", "connection_strategy=lazy"]
+    if secret_file is not None:
+        args += ["--set", f"modify_headers=/~q/{SECRET_HEADER}/@{secret_file}"]
     if policy is not None:
         args += ["--set", f"intercept_policy={policy}"]
     if web:
@@ -47,6 +50,13 @@ def arguments(upstream: str, secret_file: Path, *, policy: str | None, web: bool
     for option in options:  # the user's own, last: they win
         args += ["--set", option]
     return args
+
+
+def serve_shared(port: int, *, policy: str | None, web: bool, options: Sequence[str]) -> NoReturn:
+    """``intercept-addon stdio --serve``: become the proxy that several wrappers share
+    (``--proxy http://127.0.0.1:PORT``), in regular mode: each wrapper names its own bridge."""
+    args = arguments("regular", None, policy=policy, web=web, options=options, port=port)
+    os.execv(args[0], args)
 
 
 @dataclass
@@ -72,7 +82,8 @@ class Proxy:
 async def start(upstream: str, secret_file: Path, *, policy: str | None, web: bool,
                 options: Sequence[str]) -> Proxy:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its log lines must reach us as they are written
-    process = await children.spawn(arguments(upstream, secret_file, policy=policy, web=web, options=options),
+    args = arguments(f"reverse:{upstream}", secret_file, policy=policy, web=web, options=options)
+    process = await children.spawn(args,
                                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                                    stderr=asyncio.subprocess.STDOUT, env=env)
     return Proxy(process)

@@ -52,7 +52,9 @@ async def _first(*aws: asyncio.Future[object] | asyncio.Task[object]) -> None:
 
 
 async def run(command: Sequence[str], *, policy: str | None, web: bool, options: Sequence[str],
-              name: str | None = None) -> int:
+              name: str | None = None, shared: str | None = None) -> int:
+    """Serve one wrapped server; ``shared`` is the URL of an ``intercept-addon stdio --serve``
+    proxy to go through instead of starting one."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -66,11 +68,17 @@ async def run(command: Sequence[str], *, policy: str | None, web: bool, options:
     secret_file.write_text(secret)
     secret_file.chmod(0o600)
     listener = _listener()  # the bridge's port, known before the proxy starts
+    bridge_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     mitm = server = None
     try:
-        mitm = await proxy.start(f"http://127.0.0.1:{listener.getsockname()[1]}", secret_file,
-                                 policy=policy, web=web, options=options)
-        relay = asyncio.create_task(mitm.relay_output())
+        if shared is None:
+            mitm = await proxy.start(bridge_url, secret_file, policy=policy, web=web, options=options)
+            relay = asyncio.create_task(mitm.relay_output())
+            ready = asyncio.create_task(mitm.ready.wait())
+            proxy_exited: asyncio.Future[int] = asyncio.ensure_future(mitm.process.wait())
+        else:  # the shared proxy is up already; it cannot add our secret, so the agent side does
+            ready = asyncio.ensure_future(asyncio.sleep(0))
+            proxy_exited = loop.create_future()
         try:
             server = await children.spawn(command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                                           stderr=None, limit=MAX_MESSAGE)
@@ -85,8 +93,6 @@ async def run(command: Sequence[str], *, policy: str | None, web: bool, options:
         pump = asyncio.create_task(app.pump(server.stdout))
         http_server, _ = await bridge.serve(app, listener)
         exited = asyncio.create_task(server.wait())
-        proxy_exited = asyncio.create_task(mitm.process.wait())
-        ready = asyncio.create_task(mitm.ready.wait())
         first_line = asyncio.create_task(lines.get())
         await _first(ready, exited, proxy_exited, stop, first_line)
         if not ready.done() and first_line.done():
@@ -104,10 +110,14 @@ async def run(command: Sequence[str], *, policy: str | None, web: bool, options:
                       file=sys.stderr)
                 return _status(exited.result())
             return stop.result()
-        url = f"http://127.0.0.1:{mitm.port}{app.path}"
-        print(f"intercept-addon stdio: {command[0]} (pid {server.pid}) behind {url}", file=sys.stderr, flush=True)
-        async with agent.client() as client:
-            side = agent.AgentSide(url, client)
+        if mitm is not None:
+            url, headers = f"http://127.0.0.1:{mitm.port}{app.path}", {}
+        else:
+            url, headers = f"{bridge_url}{app.path}", {proxy.SECRET_HEADER: secret}
+        print(f"intercept-addon stdio: {command[0]} (pid {server.pid}) behind {url}"
+              + (f" through {shared}" if shared else ""), file=sys.stderr, flush=True)
+        async with agent.client(shared) as client:
+            side = agent.AgentSide(url, client, headers=headers)
             eof = asyncio.create_task(_forward(first_line, lines, side))
             await _first(eof, exited, proxy_exited, stop)
             await side.close()
