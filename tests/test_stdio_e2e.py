@@ -356,3 +356,36 @@ async def test_one_shared_proxy_serves_two_wrapped_servers(everything: list[str]
     finally:
         serve.terminate()
         serve.wait(10)
+
+
+RAW_SERVER = r'''
+import json, sys
+print("not JSON-RPC: a stray print", flush=True)
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("method") == "initialize":
+        print('{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"before"}}')
+        print('{"id": 1,  "jsonrpc": "2.0", "result": {"protocolVersion": "2025-06-18", "capabilities": {}, '
+              '"serverInfo": {"name": "raw", "version": "1"}, "x": 1.50, "s": "caf\\u00e9 \u00e9"}}', flush=True)
+'''
+
+
+def test_messages_pass_byte_for_byte_and_in_order(tmp_path: Path) -> None:
+    """What the server writes reaches the agent as written (spacing, key order, escapes, number
+    spelling), a notification before the answer stays before it, and a line that is not JSON is
+    dropped with a note on stderr instead of breaking the agent's stream."""
+    command = wrapper(tmp_path, None, sys.executable, "-c", RAW_SERVER, options=("--name", "raw"))
+    wrapped = Wrapped(command, tmp_path, clean_env())
+    try:
+        assert wrapped.proc.stdout is not None and wrapped.proc.stdin is not None
+        second = wrapped.proc.stdout.readline()
+        assert wrapped.answer == (b'{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info",'
+                                  b'"data":"before"}}\n')
+        assert second == ('{"id": 1,  "jsonrpc": "2.0", "result": {"protocolVersion": "2025-06-18", '
+                          '"capabilities": {}, "serverInfo": {"name": "raw", "version": "1"}, "x": 1.50, '
+                          '"s": "caf\\u00e9 \u00e9"}}\n').encode()
+        wrapped.proc.stdin.close()
+        assert wrapped.wait() == 0
+        assert "dropped a line that is not JSON from the server: b'not JSON-RPC: a stray print'" in wrapped.stderr()
+    finally:
+        wrapped.kill()
