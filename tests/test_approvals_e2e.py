@@ -3,16 +3,20 @@ real mitmweb, clicked in headless Chromium (Playwright): a long video from an im
 until Resume is clicked (the API then receives it), the next is aborted (the agent reads the
 rejection, the API never sees it), a third waits out intercept_ask_timeout, ``intercept.approve
 @id 10m`` lets its repeat through without asking, and a cheap call under the same rule's
-condition is never held. The README's screenshot of a held call comes from here
+condition is never held. The same, answered from a terminal with ``intercept-addon approvals``.
+The README's screenshot of a held call comes from here
 (UPDATE_SCREENSHOT=1)."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -125,13 +129,14 @@ async def test_held_calls_answered_in_mitmweb(sora_web, browser, tmp_path: Path)
         assert demo.videos_count(fake_url) == 2
 
         # 2. Held, then Abort clicked: the agent reads the rejection; the API never sees it.
-        call = asyncio.create_task(demo.call_tool(client, 3, "ask", TOOL, video(25, 3)))
+        call = asyncio.create_task(demo.call_tool(client, 3, "ask", TOOL, video(15, 3)))
         await held_flow(web_port, token, seen, call)
         await held_rows.first.click()
         await page.get_by_title("kill intercepted flow [x]").click()
         killed = await call
         assert not killed.allowed and killed.kind == "ask"
         assert f"{TOOL} was rejected by a person" in killed.message
+        assert demo.videos_count(fake_url) == 2
 
         # 3. Nobody answers: denied once the (now shorter) timeout passes.
         api_command(web_port, token, "set", "intercept_ask_timeout", "2")
@@ -158,3 +163,41 @@ async def test_held_calls_answered_in_mitmweb(sora_web, browser, tmp_path: Path)
                          ("allow", "intercept.approve")]
     assert asked[4][1].startswith("intercept.approve (approved until ")
     assert not any("asked" in d for d in decisions if d["args_sha256"] == decisions[0]["args_sha256"])
+
+
+def approvals_cli(web_port: int, token: str, *args: str) -> str:
+    """``intercept-addon approvals ...`` in a terminal of its own (a child process)."""
+    done = subprocess.run([sys.executable, "-m", "intercept_addon", "approvals", *args,
+                           "--web", f"http://127.0.0.1:{web_port}/"], env={**os.environ, "MITMWEB_TOKEN": token},
+                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_held_calls_answered_from_a_terminal(sora_web, tmp_path: Path):
+    stack, fake_url, web_port, token = sora_web
+    seen: set[str] = set()
+    assert approvals_cli(web_port, token).strip() == "no call waiting for approval"
+    async with demo.agent_client(stack.proxy_url, "agent-cli") as client:
+        await demo.list_tool_names(client)
+        call = asyncio.create_task(demo.call_tool(client, 1, "cli", TOOL, video(15, 1)))
+        flow = await held_flow(web_port, token, seen, call)
+        listed = await asyncio.to_thread(approvals_cli, web_port, token)
+        assert listed.startswith(f"{flow['id']}  {TOOL} [long videos] agent agent-header:agent-cli: until ")
+        said = await asyncio.to_thread(approvals_cli, web_port, token, "reject", flow["id"][:8],
+                                       "--reason", "no long videos today")
+        assert said.strip() == "rejected 1 call(s)"
+        rejected = await call
+        assert not rejected.allowed and rejected.message.endswith("no long videos today")  # what the agent sees
+        assert demo.videos_count(fake_url) == 0
+
+        call = asyncio.create_task(demo.call_tool(client, 2, "cli", TOOL, video(15, 2)))
+        flow = await held_flow(web_port, token, seen, call)
+        said = await asyncio.to_thread(approvals_cli, web_port, token, "approve", flow["id"], "--for", "10m")
+        assert said.strip() == "approved 1 call(s) and their repeats for 10m"
+        assert (await call).allowed
+        assert (await demo.call_tool(client, 3, "cli", TOOL, video(15, 2))).allowed  # not asked again
+        assert demo.videos_count(fake_url) == 2
+    decisions = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    user = f"cli:{getpass.getuser()}"
+    assert [d["asked"]["by"] for d in decisions][:2] == [user, user]

@@ -1,5 +1,5 @@
 """Command line: ``python -m intercept_addon validate [--server URL] FILE...``, ``status [LOG]``, ``scan URL`` and
-``script`` (also the ``intercept-addon`` command)."""
+``script``, ``approvals`` (also the ``intercept-addon`` command)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from intercept_addon import scan
-from intercept_addon.cli import script_path
+from intercept_addon.cli import approvals, script_path
 from intercept_addon.policy import coverage
 from intercept_addon.policy.file import PolicyError, files_of, load_policy
 from intercept_addon.policy.model import Policy
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=_status)
     scan.add_parser(sub)  # the MCP SDK it needs is imported only when it runs
     script_path.add_parser(sub)
+    approvals.add_parser(sub)
     stdio_command.add_parser(sub)
     return parser
 
