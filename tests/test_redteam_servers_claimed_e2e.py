@@ -10,7 +10,7 @@ import json
 import pytest
 
 from raw_mcp import call
-from test_redteam_servers_e2e import DENY_DELETE, post, procs, proxy, target_log  # noqa: F401 (procs: fixture)
+from test_redteam_servers_e2e import post, procs, proxy, target_log  # noqa: F401 (procs: a fixture)
 
 pytestmark = pytest.mark.e2e
 
