@@ -9,7 +9,9 @@ each way of starting it (``direct``: the server's own command; ``wrapped``: unde
 * startup: from spawning the command to the answer of the first message (initialize), median and
   max over ``runs`` fresh starts; what an agent waits for when it starts the server;
 * per call: ``calls`` sequential requests after that (tools/list; ping for mcp-sora), median
-  and p95 round trip in ms.
+  and p95 round trip in ms;
+* phases (wrapped, one more start): when each step of the startup showed in the wrapper's
+  stderr, in seconds from the spawn.
 
 Raw pipes, no SDK: the clock covers only the processes. Results go to
 bench/results/bench_stdio.json. Everything runs on 127.0.0.1; every process is started here and
@@ -27,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +82,38 @@ def session(command: list[str], calls: int, method: str, env: dict[str, str], cw
             proc.wait(10)
 
 
+PHASES = (("bridge bound", b"intercept-addon stdio: bridge on"), ("mitmdump loads the addon", b"Loading script"),
+          ("policy loaded", b"intercept: policy"), ("proxy listening", b"listening at"),
+          ("relay open", b"behind http://"))
+
+
+def phases(command: list[str], env: dict[str, str], cwd: str) -> dict[str, float]:
+    """One wrapped start, its stderr lines timed as they arrive: where the startup goes."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=cwd)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    seen: dict[str, float] = {}
+
+    def watch() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            for name, marker in PHASES:
+                if marker in line and name not in seen:
+                    seen[name] = round(time.perf_counter() - start, 3)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    proc.stdin.write(INITIALIZE)
+    proc.stdin.flush()
+    proc.stdout.readline()
+    seen["first answer"] = round(time.perf_counter() - start, 3)
+    proc.stdin.close()
+    proc.wait(10)
+    watcher.join(5)
+    return dict(sorted(seen.items(), key=lambda item: item[1]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
@@ -110,6 +145,8 @@ def main() -> int:
                    "startup_median_s": round(statistics.median(startups), 3), "startup_max_s": round(max(startups), 3),
                    f"{method}_median_ms": round(statistics.median(trips) * 1000, 2),
                    f"{method}_p95_ms": round(trips[int(0.95 * (len(trips) - 1))] * 1000, 2)}
+            if how == "wrapped":
+                row["phases_s"] = phases(argv, env, work)
             results.append(row)
             print(json.dumps(row), flush=True)
     shutil.rmtree(work, ignore_errors=True)
