@@ -312,32 +312,64 @@ def test_a_killed_wrapper_takes_an_idle_server_and_proxy_along(tmp_path: Path) -
 # -- one proxy for several servers ---------------------------------------------------------------------
 
 
+SHARED_POLICIES = {
+    "one.yaml": """\
+version: "1"
+servers: ["http://127.0.0.1:*/stdio/one/mcp"]
+hide: [get-env]
+tools:
+  get-sum:
+    rules:
+      - name: small sums
+        conditions:
+          - {path: args.a, op: lte, value: 10}
+        on_deny: "Only small sums"
+""",
+    "two.yaml": """\
+version: "1"
+servers: ["http://127.0.0.1:*/stdio/two/mcp"]
+tools:
+  echo:
+    rules:
+      - name: no echo
+        action: deny
+        on_deny: "No echo on two"
+""",
+}
+
+
 async def test_one_shared_proxy_serves_two_wrapped_servers(everything: list[str], tmp_path: Path) -> None:
-    """``--serve`` runs the proxy; two wrappers with ``--proxy`` go through it: one policy, one
-    decision log with both servers' calls, each wrapper its own agent; their bridges still refuse
-    a request without their secret."""
+    """``--serve`` runs the proxy; two wrappers with ``--proxy`` go through it. Each policy binds
+    its server by the bridge's path (``servers:``), one decision log holds both servers' calls,
+    each wrapper is its own agent, and their bridges still refuse a request without their secret."""
     port = free_port()
-    policy = tmp_path / "everything.yaml"
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for name, text in SHARED_POLICIES.items():
+        (policies / name).write_text(text)
     serve = subprocess.Popen([sys.executable, "-m", "intercept_addon", "stdio", "--serve", "--port", str(port),
-                              "--policy", str(policy), "--set", f"confdir={tmp_path / 'shared'}",
+                              "--policy", str(policies), "--set", f"confdir={tmp_path / 'shared'}",
                               "--set", "intercept_state=memory"],
                              stdout=open(tmp_path / "shared.log", "wb"), stderr=subprocess.STDOUT, env=clean_env())
     try:
         wait_for_port(port, serve)
         deadline = time.monotonic() + 30
-        while "intercept: policy" not in (tmp_path / "shared.log").read_text() and time.monotonic() < deadline:
+        while "intercept: polic" not in (tmp_path / "shared.log").read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
         server = everything[everything.index("--") + 1:]
         shared = ["--proxy", f"http://127.0.0.1:{port}"]
         one = [sys.executable, "-m", "intercept_addon", "stdio", *shared, "--name", "one", "--", *server]
         two = [sys.executable, "-m", "intercept_addon", "stdio", *shared, "--name", "two", "--", *server]
         async with agent(one, tmp_path, clean_env()) as first, agent(two, tmp_path, clean_env()) as second:
-            for client in (first, second):
-                assert "is 3" in (await client.call_tool("get-sum", {"a": 1, "b": 2})).content[0].text
-                with pytest.raises(MCPError) as denied:
-                    await client.call_tool("get-sum", {"a": 50, "b": 2})
-                assert denied.value.message.startswith("[INTERCEPT POLICY DENIED]")
-                assert "get-env" not in {tool.name for tool in (await client.list_tools()).tools}
+            assert "is 3" in (await first.call_tool("get-sum", {"a": 1, "b": 2})).content[0].text
+            with pytest.raises(MCPError) as big_sum:
+                await first.call_tool("get-sum", {"a": 50, "b": 2})
+            assert (await first.call_tool("echo", {"message": "hi"})).content[0].text == "Echo: hi"
+            assert "get-env" not in {tool.name for tool in (await first.list_tools()).tools}
+            assert "is 52" in (await second.call_tool("get-sum", {"a": 50, "b": 2})).content[0].text
+            with pytest.raises(MCPError) as echo:
+                await second.call_tool("echo", {"message": "hi"})
+            assert "get-env" in {tool.name for tool in (await second.list_tools()).tools}
             log = (tmp_path / "wrapper-stderr.log").read_text()
             bridges = re.findall(r"behind (http://127\.0\.0\.1:\d+/stdio/(?:one|two)/mcp) through", log)
             assert len(bridges) == 2
@@ -346,11 +378,13 @@ async def test_one_shared_proxy_serves_two_wrapped_servers(everything: list[str]
                                      headers={"content-type": "application/json",
                                               "accept": "application/json, text/event-stream"}).status_code
                            for url in bridges]
+        assert big_sum.value.message.startswith("[INTERCEPT POLICY DENIED]") and "Only small sums" in big_sum.value.message
+        assert echo.value.message.startswith("[INTERCEPT POLICY DENIED]") and "No echo on two" in echo.value.message
         assert refused == [403, 403]
         decisions = [json.loads(line) for line in (tmp_path / "shared" / "intercept-decisions.jsonl")
                      .read_text().splitlines()]
-        denials = [d for d in decisions if d["tool"] == "get-sum" and d["decision"] == "deny"]
-        assert len(denials) == 2 and denials[0]["agent"] != denials[1]["agent"]
+        denials = {d["tool"]: d for d in decisions if d["decision"] == "deny"}
+        assert set(denials) == {"get-sum", "echo"} and denials["get-sum"]["agent"] != denials["echo"]["agent"]
         proxied = (tmp_path / "shared.log").read_text()
         assert "/stdio/one/mcp" in proxied and "/stdio/two/mcp" in proxied
     finally:
