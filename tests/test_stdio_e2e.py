@@ -423,3 +423,24 @@ def test_messages_pass_byte_for_byte_and_in_order(tmp_path: Path) -> None:
         assert "dropped a line that is not JSON from the server: b'not JSON-RPC: a stray print'" in wrapped.stderr()
     finally:
         wrapped.kill()
+
+
+def test_a_server_that_exits_ends_the_run_with_its_status(tmp_path: Path) -> None:
+    """The agent sees our stdout close, gets the server's exit status, and the proxy is stopped."""
+    quitter = "import sys, time; sys.stdin.readline(); time.sleep(1); sys.exit(3)"
+    wrapped = Wrapped(wrapper(tmp_path, None, sys.executable, "-c", quitter), tmp_path, clean_env(),
+                      initialize=False)
+    try:
+        deadline = time.monotonic() + 30
+        while "behind http://" not in wrapped.stderr() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        wrapped.descendants = [p.pid for p in psutil.Process(wrapped.proc.pid).children(recursive=True)]
+        assert wrapped.proc.stdin is not None and wrapped.proc.stdout is not None
+        wrapped.proc.stdin.write(INITIALIZE)  # the server reads it, answers nothing and exits
+        wrapped.proc.stdin.flush()
+        assert wrapped.proc.stdout.read() == b""
+        assert wrapped.wait() == 3
+        assert alive(wrapped.descendants) == []
+        assert "exited (3)" in wrapped.stderr()
+    finally:
+        wrapped.kill()
