@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import ipaddress
 import sys
 from typing import Any
@@ -35,6 +36,11 @@ def _run(args: argparse.Namespace) -> int:
         print("intercept-addon stdio: --proxy takes an http://127.0.0.1:PORT URL, and the policy and options "
               "are the shared proxy's (given to --serve)", file=sys.stderr)
         return 2
+    missing = [name for name in ("uvicorn", "httpx2") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"intercept-addon stdio: needs {' and '.join(missing)}, which come with the scan extra: "
+              "pip install 'intercept-addon[scan]'", file=sys.stderr)
+        return 1
     from intercept_addon.stdio import run
 
     return asyncio.run(run.run(command, policy=args.policy, web=args.web, options=args.set, name=args.name,
@@ -47,7 +53,7 @@ def add_parser(sub: Any) -> None:
         description="Start COMMAND as a stdio MCP server and speak stdio to the agent; every message between "
                     "them passes through mitmdump (mitmweb with --web) running the addon, as Streamable HTTP "
                     "on 127.0.0.1.")
-    parser.add_argument("--policy", metavar="FILE", help="the policy file (intercept_policy)")
+    parser.add_argument("--policy", metavar="FILE", help="the policy file or directory (intercept_policy)")
     parser.add_argument("--web", action="store_true", help="run mitmweb instead of mitmdump (its UI on 127.0.0.1)")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a mitmproxy option for the proxy, as mitmdump --set; repeatable")
