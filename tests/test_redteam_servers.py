@@ -1,6 +1,6 @@
 """Red-team review of policies bound to servers (issue #15): ways the proxy and the server could
 read one request as addressed to different servers or paths. Each test states the secure
-behaviour; the ones still open are strict xfails (they fail today; drop the mark with the fix).
+behaviour; each failed before its fix (they were strict xfails until then).
 """
 
 from __future__ import annotations
@@ -25,25 +25,17 @@ async def refused(lists, flow: tflow.HTTPFlow) -> bool:
     return False
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="0.0.0.0 (also '0', '::ffff:0.0.0.0') connects to loopback but is not canonicalised "
-                          "to it, and a Host header name is not resolved")
 async def test_the_unspecified_address_is_a_spelling_of_loopback():
     lists = bindings(LOCAL)
     for host in ("0.0.0.0", "0", "::ffff:0.0.0.0"):
         assert await source_of(lists, request(host, 8000, host_header="localhost:8000")) == "p0.yaml", host
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a hostname pattern does not govern the host's addresses: only IP patterns resolve")
 async def test_a_hostname_pattern_governs_the_address_it_names():
     lists = bindings('servers: ["http://localhost:8000/*"]\ntools: {}\n')
     assert await source_of(lists, request("127.0.0.1", 8000)) == "p0.yaml"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="an absolute-form target inside a CONNECT tunnel keeps its authority, which is forwarded "
-                          "as is (RFC 9112 3.2.2: the server routes by it) but is not one of the names judged")
 async def test_the_absolute_form_authority_inside_a_tunnel_is_a_name_too():
     lists = bindings(STRICT, LAX)
     flow = request("lax.example", 443, host_header="lax.example")
@@ -51,8 +43,6 @@ async def test_the_absolute_form_authority_inside_a_tunnel_is_a_name_too():
     assert await refused(lists, flow)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="two Host fields are read as one name 'a, b' that matches no pattern")
 async def test_every_host_field_is_a_name():
     lists = bindings(STRICT, LAX)
     flow = request("lax.example", 443, host_header="lax.example")
@@ -60,8 +50,6 @@ async def test_every_host_field_is_a_name():
     assert await refused(lists, flow)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the fallback counts each unnamed origin apart: localhost and 127.0.0.1 are two budgets")
 async def test_the_fallback_counts_one_server_under_one_name():
     lists = bindings(LOCAL, FALLBACK, unnamed="fallback")
     by_name = await lists.servers.of(request("localhost", 9000))
@@ -70,26 +58,20 @@ async def test_the_fallback_counts_one_server_under_one_name():
     assert by_name.server == by_address.server
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="Tomcat/Jetty/Spring read '..;' as '..' and drop ';params'; httptools drops '#frag'")
 @pytest.mark.parametrize("path", ["/lax/..;/strict", "/lax/..;v=1/strict", "/mcp#x"])
 def test_segments_a_java_server_reads_as_dot_segments_are_refused(path):
     assert path_refusal(path) is not None
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="an IPv6 zone id ([::1%1]) connects to ::1 but canonical_host keeps it: '::1%1' != '::1'")
 async def test_an_ipv6_zone_id_is_a_spelling_of_the_address():
     lists = bindings('servers: ["http://[::1]:8000/*"]\ntools: {}\n')
     assert await source_of(lists, request("::1%1", 8000, host_header="localhost:8000")) == "p0.yaml"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the server's name is the lowest pattern any name matched, Host field included: a Host "
-                          "matching another pattern of the same policy picks other counters (proxy/servers.py _match)")
 async def test_the_host_field_does_not_pick_the_counters():
     lists = bindings('servers: ["http://localhost:8000/*", "http://*.internal:8000/*"]\ntools: {}\n')
     plain = await lists.servers.of(request("localhost", 8000))
     chosen = await lists.servers.of(request("localhost", 8000, host_header="any.internal:8000"))
     assert plain.governed is chosen.governed is not None
     assert plain.server == chosen.server
+

@@ -1,6 +1,6 @@
 """Red-team review of policies bound to servers (issue #15), end to end: a real mitmdump in
 regular mode in front of the SDK test server, whose side-effect log shows what ran. Each test
-states the secure behaviour; the open holes are strict xfails (drop the mark with the fix).
+states the secure behaviour; each failed before its fix (they were strict xfails until then).
 """
 
 from __future__ import annotations
@@ -73,9 +73,6 @@ def server(tmp: Path, procs: list, *extra: str, transport: str = "streamable-htt
     return port, side
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="0.0.0.0 reaches 127.0.0.1 but is not a spelling of it (policy/servers.py canonical_host); "
-                          "the Host header's name localhost is not resolved (proxy/servers.py _bind)")
 async def test_the_unspecified_address_does_not_unbind_a_loopback_server(tmp_path, procs):
     port, side = server(tmp_path, procs, "--stateless", "--json-response")
     proxy_port = proxy(tmp_path, procs, {"a.yaml": f'servers: ["http://127.0.0.1:{port}/mcp*"]\n' + DENY_DELETE})
@@ -84,8 +81,6 @@ async def test_the_unspecified_address_does_not_unbind_a_loopback_server(tmp_pat
     assert ran(side) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a hostname pattern governs only requests that spell that name; the address is unnamed")
 async def test_a_server_named_by_hostname_is_governed_at_its_address(tmp_path, procs):
     port, side = server(tmp_path, procs, "--stateless", "--json-response")
     proxy_port = proxy(tmp_path, procs, {"a.yaml": f'servers: ["http://localhost:{port}/*"]\n' + DENY_DELETE})
@@ -95,8 +90,6 @@ async def test_a_server_named_by_hostname_is_governed_at_its_address(tmp_path, p
     assert ran(side) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the fallback names an unnamed server by its origin: each spelling is a fresh budget")
 async def test_the_fallback_budget_is_not_renewed_by_another_spelling(tmp_path, procs):
     port, side = server(tmp_path, procs, "--stateless", "--json-response")
     limited = "tools:\n  generate:\n    rules:\n      - action: allow\n        rate_limit: {max: 2, window: 60}\n"
@@ -119,9 +112,6 @@ async def legacy_session(url: str, proxy_url: str):
             yield session
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a legacy POST is bound by its own URL (the announced endpoint), not by its stream's "
-                          "server: a policy naming /sse governs the stream's answers but none of its calls")
 async def test_a_legacy_post_is_judged_under_its_streams_policy(tmp_path, procs):
     port, side = server(tmp_path, procs, transport="sse")
     proxy_port = proxy(tmp_path, procs, {"a.yaml": f'servers: ["http://127.0.0.1:{port}/sse"]\nhide: [secret_admin]\n'
@@ -133,9 +123,6 @@ async def test_a_legacy_post_is_judged_under_its_streams_policy(tmp_path, procs)
     assert ran(side) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a new file naming servers makes the policy that governed every server a fallback, "
-                          "which intercept_unnamed_server=inspect (the default) never applies; nothing refuses it")
 async def test_a_new_policy_file_does_not_unbind_the_policy_in_force(tmp_path, procs):
     port, side = server(tmp_path, procs, "--stateless", "--json-response")
     proxy_port = proxy(tmp_path, procs, {"main.yaml": DENY_DELETE})
@@ -164,10 +151,6 @@ async def tunnelled(proxy_port: int, connect: str, target: str, host: str, body:
         writer.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="inside a CONNECT tunnel an absolute-form target keeps its authority and mitmproxy "
-                          "forwards it as is; a server must route by it (RFC 9112 3.2.2), the proxy never reads it "
-                          "(proxy/servers.py _names_now: host, Host field, SNI only)")
 async def test_the_authority_a_server_routes_by_is_judged(tmp_path, procs):
     port, log = target_log(tmp_path, procs)
     strict = f'servers: ["http://localhost:{port}/*"]\n' + DENY_DELETE
@@ -181,9 +164,6 @@ async def test_the_authority_a_server_routes_by_is_judged(tmp_path, procs):
 
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="two Host fields are forwarded as sent and read as one name 'a, b' that matches no "
-                          "pattern; a server taking the first (Node's http) routes by a name never judged")
 async def test_every_host_field_is_judged(tmp_path, procs):
     port, log = target_log(tmp_path, procs)
     strict = f'servers: ["http://localhost:{port}/*"]\n' + DENY_DELETE
@@ -195,10 +175,6 @@ async def test_every_host_field_is_judged(tmp_path, procs):
     assert received == [], received
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="reverse mode forwards an absolute-form target as is (mitmproxy makes it origin-form in "
-                          "regular mode only): a gateway upstream routes by its authority to another virtual "
-                          "host, judged as the upstream")
 async def test_reverse_mode_sends_the_upstream_only_requests_for_itself(tmp_path, procs):
     port, log = target_log(tmp_path, procs)
     policy = tmp_path / "policy.yaml"

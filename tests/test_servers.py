@@ -11,7 +11,7 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import tflow, tutils
 
-from intercept_addon.policy.file import parse_policy
+from intercept_addon.policy.file import PolicyError, parse_policy
 from intercept_addon.policy.servers import Named, canonical_host, check_set, parse_pattern, path_refusal, server_url
 from intercept_addon.proxy.policy_sources import PolicySources
 from intercept_addon.proxy.toollists import ToolLists
@@ -68,8 +68,8 @@ def test_a_set_with_two_fallbacks_or_a_server_named_twice_is_refused():
 
 def bindings(*texts: str, unnamed: str = "inspect", reverse: bool = False) -> ToolLists:
     lists = ToolLists()
+    lists.servers.configure(unnamed, reverse)  # as the addon does: options first, then the policies
     lists.use({f"p{i}.yaml": parse_policy(t, f"p{i}.yaml") for i, t in enumerate(texts)})
-    lists.servers.configure(unnamed, reverse)
     return lists
 
 
@@ -113,7 +113,7 @@ async def test_a_name_resolving_to_a_governed_address_is_governed():
 
 async def test_unnamed_servers_as_the_option_says(caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.INFO)
-    inspect = bindings(A, FALLBACK)
+    inspect = bindings(A)
     assert await source_of(inspect, request("10.0.0.9", 80)) is None
     assert await source_of(inspect, request("10.0.0.9", 80, path="/other")) is None
     assert sum("10.0.0.9:80" in r.getMessage() for r in caplog.records) == 1  # warned once per server
@@ -122,6 +122,16 @@ async def test_unnamed_servers_as_the_option_says(caplog: pytest.LogCaptureFixtu
     assert info.value.status == 403
     # reverse mode: the policy without servers governs the upstream whatever the option
     assert await source_of(bindings(A, FALLBACK, reverse=True), request("10.0.0.9", 80)) == "p1.yaml"
+
+
+def test_a_fallback_that_inspect_would_never_apply_is_refused():
+    """Adding a file with servers: next to the policy that governed every server must not
+    silently make that policy govern nothing."""
+    with pytest.raises(PolicyError, match="names no servers while others do"):
+        bindings(A, FALLBACK)
+    lists = bindings(A, FALLBACK, unnamed="fallback")
+    with pytest.raises(exceptions.OptionsError, match="names no servers while others do"):
+        lists.servers.configure("inspect", False)  # the option changed while they are in force
 
 
 async def test_one_policy_without_servers_governs_every_server_as_before():

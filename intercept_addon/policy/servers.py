@@ -52,15 +52,19 @@ def canonical_host(host: str) -> str:
     (``127.1``, ``0x7f.0.0.1`` and ``2130706433`` all connect to 127.0.0.1; so does
     ``::ffff:127.0.0.1``)."""
     host = host.strip("[]").lower().rstrip(".")
+    if "%" in host and ":" in host:  # an IPv6 zone id (fe80::1%eth0) picks the interface, not the address
+        host = host.split("%", 1)[0]
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         try:
-            return socket.inet_ntoa(socket.inet_aton(host))  # the forms getaddrinfo also accepts
+            address = ipaddress.ip_address(socket.inet_ntoa(socket.inet_aton(host)))  # forms getaddrinfo accepts
         except OSError:
             return host
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
+        address = address.ipv4_mapped
+    if address.is_unspecified:  # connecting to 0.0.0.0 or :: reaches this machine's loopback
+        return "127.0.0.1" if address.version == 4 else "::1"
     return str(address)
 
 
@@ -83,8 +87,11 @@ def path_refusal(path: str) -> str | None:
         return "the path does not start with /"
     if "\\" in path or "//" in path:
         return "the path has a backslash or an empty segment"
+    if "#" in path:
+        return "the path has a fragment"
     segments = path.split("/")
-    if any(s in (".", "..") for s in segments):
+    # Servlet containers drop ";params" from a segment, so "..;x" is ".." to them
+    if any(s.split(";", 1)[0] in (".", "..") for s in segments):
         return "the path has a dot segment"
     if _RISKY_ESCAPE.search(path):
         return "the path escapes a character a server reads as itself"

@@ -47,6 +47,8 @@ class CallJudge:
 
     async def judge(self, flow: http.HTTPFlow) -> None:
         core, req = self.core, flow.request
+        if req.authority and core.settings.reverse:  # an absolute-form target would reach the upstream as
+            req.authority = ""  # sent, and a gateway there could route it to a host never judged
         if req.method == "GET" and "text/event-stream" in req.headers.get("accept", "").lower():
             req.headers["accept-encoding"] = "identity"  # a legacy stream must be readable
             if core.toollists.active:  # its answers are filtered for this caller, under its server's policy
@@ -65,6 +67,8 @@ class CallJudge:
             _check_legacy(admitted, stream)
         answering = None if admitted.batch else admitted.messages[0].id
         binding = await self.bind(flow, answering)
+        if stream is not None and stream.server is not None and core.toollists.servers.bound:
+            binding = core.toollists.servers.of_stream(flow, stream.server)
         who = await self.who(flow, headers, stream.key if stream is not None else None, answering=answering)
         pending = Pending(caller=who)
         try:

@@ -31,6 +31,7 @@ class LegacyStream:
     key: str | None = None  # the announced endpoint (legacy.endpoint_key)
     events: int = 0  # events seen: only the first may announce the endpoint
     pending: Pending = field(default_factory=Pending)
+    server: str | None = None  # the server its GET was bound to (proxy/servers.py): its POSTs' too
 
 
 class LegacyStreams:
@@ -40,7 +41,8 @@ class LegacyStreams:
         self._variants: Counter[tuple[Origin, str]] = Counter()  # announced endpoints, normalised
 
     def opened(self, flow: http.HTTPFlow) -> LegacyStream:
-        stream = self._by_flow[flow.id] = LegacyStream(origin_of(flow.request), flow.request.url)
+        stream = self._by_flow[flow.id] = LegacyStream(origin_of(flow.request), flow.request.url,
+                                                       server=flow.metadata.get("mcp.server"))
         return stream
 
     def announce(self, stream: LegacyStream, data: str) -> None:

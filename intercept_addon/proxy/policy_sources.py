@@ -66,7 +66,10 @@ class PolicySources:
             self._starting = False
         if problems:
             raise exceptions.OptionsError("intercept: invalid policy, not started:\n" + "\n".join(problems))
-        self._apply(dict(self.in_force))
+        try:
+            self._apply(dict(self.in_force))
+        except PolicyError as exc:
+            raise exceptions.OptionsError(f"intercept: invalid policy, not started:\n{exc}") from None
 
     def reload(self) -> bool:
         """Read every file (and directory) again now: True if all of them are in force."""
@@ -128,9 +131,10 @@ class PolicySources:
             problems = check_set(self._named(candidate))
             if problems:
                 raise PolicyError([PolicyIssue(path, 1, 1, "servers", p) for p in problems])
-        self.in_force = self._ordered(candidate)
+        ordered = self._ordered(candidate)
         if not self._starting:
-            self._apply(dict(self.in_force))
+            self._apply(dict(ordered))  # may refuse it (PolicyError): then nothing changes
+        self.in_force = ordered
 
     def _drop(self, path: str) -> None:
         self.files.pop(path, None)

@@ -3,34 +3,36 @@
 With one policy that names no servers, that policy governs every server, as one (the classic
 setup: server name "", counters keyed as they always were). Once any policy names servers:
 
-- every name the request gives its server counts: the host the proxy connects to, the Host
-  header's and the TLS SNI's (a server routes by them), and, when some pattern names an IP
-  address, the addresses the host resolves to (``localhost`` is 127.0.0.1). One policy named
-  by any of them governs; two are a conflict and the request is refused, so no choice of
-  Host header or spelling moves a call from a stricter policy to a laxer one;
+- every name the request gives its server counts: the host the proxy connects to, the request
+  target's authority, the Host field and the TLS SNI (a server routes by them), the addresses
+  they resolve to, and the host names of patterns that resolve to one of those addresses
+  (``localhost`` is 127.0.0.1, and a pattern naming ``localhost`` governs 127.0.0.1). One policy
+  named by any of them governs; two are a conflict and the request is refused, so no choice of
+  Host field or spelling moves a call from a stricter policy to a laxer one;
 - a server no policy names gets ``intercept_unnamed_server``: inspect (annotated, nothing
   blocked, one warning per server), fallback (the policy without ``servers``), or deny. In
   reverse mode the policy without ``servers`` governs the upstream whatever the option;
 - a server is named, in decisions and counters, by the pattern that matched; an unnamed one by
-  its origin (scheme://host:port). An agent cannot mint fresh counters by varying the path or
-  the query of one server.
+  its origin at its lowest address (scheme://address:port). An agent cannot mint fresh counters
+  by varying the path, the query or the spelling of one server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mitmproxy import http
+from mitmproxy import exceptions, http
 
 from intercept_addon.policy.engine import Engine
+from intercept_addon.policy.file import PolicyError, PolicyIssue
 from intercept_addon.policy.model import Policy
 from intercept_addon.policy.sections import NOUNS, SECTIONS
-from intercept_addon.policy.servers import Named, canonical_host, governing, is_ip, path_refusal, server_url
+from intercept_addon.policy.servers import Named, ServerPattern, governing, path_refusal, server_url
+from intercept_addon.proxy.resolver import Resolver
 from intercept_addon.wire.jsonrpc import INVALID_REQUEST, ProtocolError
 from intercept_addon.wire.text import shown
 
@@ -38,8 +40,6 @@ log = logging.getLogger("intercept")
 
 UNNAMED = ("inspect", "fallback", "deny")
 MAX_UNNAMED = 1024  # unnamed servers remembered (warned about once each)
-RESOLVE_SECONDS = 30.0  # how long a host's addresses are trusted
-MAX_RESOLVED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +88,29 @@ class ServerBindings:
         self.reverse = False
         self._named: list[Named] = []
         self._by_pattern: dict[str, Governed] = {}
-        self._by_ip_pattern = False
+        self._pattern_hosts: set[str] = set()  # literal host names of patterns, resolved to match addresses
+        self._by_source: dict[str, list[ServerPattern]] = {}  # a policy's patterns, in its order
         self._warned: OrderedDict[str, None] = OrderedDict()
-        self._resolved: OrderedDict[str, tuple[float, tuple[str, ...]]] = OrderedDict()
+        self.resolver = Resolver()
 
     def use(self, policies: list[Governed]) -> None:
+        """Put a set in force; raises PolicyError if a policy in it would silently govern nothing."""
+        problem = _idle_fallback(policies, self.unnamed, self.reverse)
+        if problem is not None:
+            raise PolicyError([PolicyIssue(problem[0], 1, 1, "servers", problem[1])])
         self.policies = policies
         self.bound = any(g.policy.servers is not None for g in policies)
         self.fallback = next((g for g in policies if g.policy.servers is None), None)
         self._named = [Named(g.source, tuple(g.policy.servers)) for g in policies if g.policy.servers is not None]
         self._by_pattern = {p.text: g for g in policies for p in g.policy.servers or ()}
-        self._by_ip_pattern = any(p.names_address for named in self._named for p in named.servers or ())
+        self._by_source = {g.source: list(g.policy.servers or ()) for g in policies}
+        self._pattern_hosts = {p.host_text for named in self._named for p in named.servers or ()
+                               if "*" not in p.host_text and not p.names_address}
 
     def configure(self, unnamed: str, reverse: bool) -> None:
+        problem = _idle_fallback(self.policies, unnamed, reverse)
+        if problem is not None:
+            raise exceptions.OptionsError(f"intercept: {problem[0]}: {problem[1]}")
         self.unnamed, self.reverse = unnamed, reverse
 
     @property
@@ -112,6 +122,13 @@ class ServerBindings:
         governed = self._by_pattern.get(server) or (self._unnamed_policy() if self.bound else self._classic().governed)
         return governed.engine if governed is not None else None
 
+    def of_stream(self, flow: http.HTTPFlow, server: str) -> Binding:
+        """A legacy POST: the server its event stream was bound to (the endpoint it was told to
+        post to is the server's choice, and may be a path another policy names, or none)."""
+        governed = self._by_pattern.get(server) or self._unnamed_policy()
+        flow.metadata["mcp.server"] = server
+        return Binding(server, governed)
+
     def of_answer(self, flow: http.HTTPFlow) -> Binding:
         """The binding an answer is read under: the one its request was judged under (by the
         name the flow noted), else found now from the request (host addresses as last resolved)."""
@@ -122,7 +139,7 @@ class ServerBindings:
         if governed is not None:
             return Binding(server, governed)  # type: ignore[arg-type]
         names = self._names_now(flow)
-        return self._match(flow, names | self._cached_addresses(flow.request.host))
+        return self._match(flow, names, self.resolver.cached(names))
 
     async def of(self, flow: http.HTTPFlow) -> Binding:
         """The binding of a flow's server; raises ProtocolError (the request is refused) for a
@@ -140,31 +157,48 @@ class ServerBindings:
 
     async def _bind(self, flow: http.HTTPFlow) -> Binding:
         names = self._names_now(flow)
-        host = flow.request.host
-        if self._by_ip_pattern and not is_ip(canonical_host(host)):
-            names.update(await self._addresses(host))
-        return self._match(flow, names)
+        addresses = await self.resolver.addresses(names)
+        # a pattern's host name governs the addresses it resolves to
+        await asyncio.gather(*(self.resolver.resolve(host) for host in self._pattern_hosts))
+        return self._match(flow, names, addresses)
 
-    def _match(self, flow: http.HTTPFlow, names: set[str]) -> Binding:
+    def _match(self, flow: http.HTTPFlow, names: set[str], addresses: frozenset[str]) -> Binding:
         req = flow.request
         why = path_refusal(req.path)
         if why is not None:
             raise _refused(f"{why}: {shown(req.path)}", 400)
-        urls = {server_url(req.scheme, host, req.port, req.path) for host in names}
+        aliases = {h for h in self._pattern_hosts if self.resolver.known(h) & addresses}
+        urls = {server_url(req.scheme, host, req.port, req.path) for host in names | addresses | aliases}
         found = {(named.source, pattern.text) for url in urls for named, pattern in governing(self._named, url)}
         sources = sorted({source for source, _ in found})
         if len(sources) > 1:
             raise _refused(f"the server's names ({', '.join(sorted(shown(str(u)) for u in urls))}) are governed "
                            f"by different policies ({', '.join(sources)}); send every name of one server", 403)
         if found:
-            pattern = min(text for _, text in found)  # one policy: its first matching pattern by name
-            return Binding(pattern, self._by_pattern[pattern])
-        origin = server_url(req.scheme, req.host, req.port, "/").origin
+            return Binding(self._name(req, found, sources[0]), self._by_pattern[next(iter(found))[1]])
+        # An unnamed server is counted under one name however it is spelled: the lowest address of
+        # the host the proxy connects to (never a claimed name: Host fields are the agent's).
+        target = self.resolver.cached([req.host])
+        origin = server_url(req.scheme, min(target) if target else req.host, req.port, "/").origin
         governed = self._unnamed_policy()
         if governed is None and self.unnamed == "deny":
             raise _refused(f"server {shown(origin)} is named by no policy (intercept_unnamed_server=deny)", 403)
         self._warn_once(origin, governed)
         return Binding(origin, governed)
+
+    def _name(self, req: http.Request, found: set[tuple[str, str]], source: str) -> str:
+        """Which of the policy's matching patterns names the server (and keys its counters): the
+        first, in the policy's order, that the host the proxy connects to matches (by name, by
+        address, or through a pattern host resolving to its address); only when none does, the
+        first that a claimed name (Host, SNI, authority) matches. So a Host field cannot pick
+        another pattern's counters for the server the call really goes to."""
+        texts = {text for _, text in found}
+        target = self.resolver.cached([req.host])
+        target_names = {req.host} | target | {h for h in self._pattern_hosts if self.resolver.known(h) & target}
+        target_urls = {server_url(req.scheme, host, req.port, req.path) for host in target_names}
+        patterns = [p for p in self._by_source[source] if p.text in texts]
+        by_target = [p for p in patterns if any(p.matches(url) for url in target_urls)]
+        return (by_target or patterns)[0].text
 
     def _unnamed_policy(self) -> Governed | None:
         if self.reverse or self.unnamed == "fallback":
@@ -172,35 +206,20 @@ class ServerBindings:
         return None
 
     def _names_now(self, flow: http.HTTPFlow) -> set[str]:
+        """Every name the request gives its server (the connect target, the request target's
+        authority, the Host field, the SNI); more than one Host field is refused."""
         req = flow.request
         names = {req.host}
-        header = req.host_header
-        if header:
-            names.add(_host_of(header))
+        hosts = req.headers.get_all("host")
+        if len(hosts) > 1:
+            raise _refused("more than one Host header field", 400)
+        for authority in (req.authority, *hosts):
+            if authority:
+                names.add(_host_of(authority))
         sni = flow.client_conn.sni
         if sni and not self.reverse:  # in reverse mode it names the proxy, not the server
             names.add(sni)
         return names
-
-    def _cached_addresses(self, host: str) -> set[str]:
-        known = self._resolved.get(host) if self._by_ip_pattern else None
-        return set(known[1]) if known is not None else set()
-
-    async def _addresses(self, host: str) -> tuple[str, ...]:
-        now = time.monotonic()
-        known = self._resolved.get(host)
-        if known is not None and known[0] > now:
-            return known[1]
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-            addresses = tuple(sorted({str(info[4][0]) for info in infos}))
-        except OSError:
-            addresses = ()  # the proxy will not reach it either
-        self._resolved[host] = (now + RESOLVE_SECONDS, addresses)
-        self._resolved.move_to_end(host)
-        if len(self._resolved) > MAX_RESOLVED:
-            self._resolved.popitem(last=False)
-        return addresses
 
     def _warn_once(self, origin: str, governed: Governed | None) -> None:
         if origin in self._warned:
@@ -224,6 +243,20 @@ class ServerBindings:
             lines.append(f"  {g.source}: {names}")
         mode = "the fallback policy (reverse mode)" if self.reverse else self.unnamed
         return ["servers:", *lines, f"  unnamed servers: {mode}; seen: {', '.join(self._warned) or 'none'}"]
+
+
+def _idle_fallback(policies: list[Governed], unnamed: str, reverse: bool) -> tuple[str, str] | None:
+    """A policy without servers next to policies that name theirs governs only what no policy
+    names, and under ``inspect`` nothing at all: refused, so that adding a file with servers to
+    a directory never silently lifts the policy that governed every server until then."""
+    if reverse or unnamed != "inspect" or not any(g.policy.servers is not None for g in policies):
+        return None
+    idle = next((g.source for g in policies if g.policy.servers is None), None)
+    if idle is None:
+        return None
+    return idle, ("this policy names no servers while others do, so it would govern only servers no policy "
+                  "names, and intercept_unnamed_server=inspect governs those by no policy: give it a servers: "
+                  "list, or set intercept_unnamed_server=fallback (it then governs them) or deny")
 
 
 def _host_of(authority: str) -> str:
