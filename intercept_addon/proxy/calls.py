@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
+from mitmproxy.proxy.mode_specs import ReverseMode
 
 from intercept_addon.policy.engine import SERVER_SEP, Call
 from intercept_addon.proxy.continuations import arguments_key, retry_state
@@ -47,8 +48,11 @@ class CallJudge:
 
     async def judge(self, flow: http.HTTPFlow) -> None:
         core, req = self.core, flow.request
-        if req.authority and core.settings.reverse:  # an absolute-form target would reach the upstream as
-            req.authority = ""  # sent, and a gateway there could route it to a host never judged
+        if req.authority and req.http_version.startswith("HTTP/1") and isinstance(flow.client_conn.proxy_mode,
+                                                                                 ReverseMode):
+            # an HTTP/1 absolute-form target would reach the upstream as sent, and a gateway there
+            # could route it to a host never judged (HTTP/2's :authority is the Host: it stays)
+            req.authority = ""
         if req.method == "GET" and "text/event-stream" in req.headers.get("accept", "").lower():
             req.headers["accept-encoding"] = "identity"  # a legacy stream must be readable
             if core.toollists.active:  # its answers are filtered for this caller, under its server's policy
