@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import flow as mflow
+from mitmproxy import flowfilter
 
 from addon_context import Proxy, proxy_context
 from intercept_addon.policy.engine import Call, Engine
@@ -147,7 +148,7 @@ async def test_approve_for_a_while_lets_the_same_call_through(proxy):
     assert approvals(proxy).approve([flow], "10m").endswith("for 10m")
     await task
     again = await proxy.call("wipe", {"env": "dev"})  # not held: it returns at once
-    assert again.response is None and again.metadata["mcp.ask"]["by"].startswith("intercept.approve (approved until ")
+    assert again.response is None and again.metadata["mcp.ask"]["by"].startswith("intercept.approve (earlier, until ")
     task, other = await held(proxy, "wipe", {"env": "test"})  # other arguments: asked again
     other.kill()
     await task
@@ -196,3 +197,16 @@ def test_options_are_checked(tmp_path, policy):
     with pytest.raises(Exception, match="intercept_ask_fallback"):
         with proxy_context(tmp_path, policy, intercept_ask_fallback="maybe"):
             pass
+
+
+async def test_filters_a_person_types(proxy):
+    """The console's and mitmdump's filters over the flows' notes (mitmweb's search box knows
+    ~comment and ~marker, not ~meta)."""
+    task, flow = await held(proxy, "pay", {"amount": 500})
+    for expr in ("~meta 'mcp.tool: pay'", "~meta 'mcp.agent: agent-header:a1'", "~marker raised_hand",
+                 "~comment '^ASK pay'", "~meta 'mcp.decision: ask'"):
+        assert flowfilter.parse(expr)(flow), expr
+    flow.kill()
+    await task
+    assert flowfilter.parse("~marker no_entry")(flow) and flowfilter.parse("~meta 'mcp.decision: deny'")(flow)
+    assert not flowfilter.parse("~meta 'mcp.agent: agent-header:a2'")(flow)

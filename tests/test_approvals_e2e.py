@@ -38,6 +38,7 @@ pytestmark = pytest.mark.e2e
 TOOL = "sora_generate_video_from_image"
 POLICY = f"""
 version: "1"
+hide: [sora_generate_video_v2, sora_generate_video_v2_async]
 tools:
   {TOOL}:
     rules:
@@ -155,13 +156,28 @@ async def test_held_calls_answered_in_mitmweb(sora_web, browser, tmp_path: Path)
         assert demo.videos_count(fake_url) == 4  # 1 cheap, the resumed one, the approved one and its repeat
 
     await page.locator("header nav a", has_text="Flow List").click()
-    await page.get_by_placeholder("Search").fill("~marked")
+    search = page.get_by_placeholder("Search")
+    await search.fill("~marked")
     await expect(rows).to_have_count(2)  # the rejection and the timeout, nothing else
+    # The flow list as a timeline: every MCP row says what it carried, and for which agent.
+    await search.fill(f"~comment 'tools/call {TOOL}: allow'")
+    await expect(rows).to_have_count(1)  # the cheap call (the approved ones say ASK ... approved)
+    await expect(rows.first).to_contain_text(f"tools/call {TOOL}: allow (agent-header:agent-ask)")
+    await search.fill("~comment 'tools/list: 2 hidden'")
+    await expect(rows).to_have_count(1)
+    await search.fill(f"~comment '{TOOL}' & ~comment agent-ask")  # one tool, one agent: all six calls
+    await expect(rows).to_have_count(6)
+    await search.fill("~comment 'approved by'")
+    await expect(rows).to_have_count(3)  # clicked, by the command, and the repeat under its approval
+    flows = api_flows(web_port, token)
+    assert all(f["comment"].endswith(" (agent-header:agent-ask)") for f in flows), [f["comment"] for f in flows]
+    await search.fill("~comment agent-ask")  # everything the agent did
+    await expect(rows).to_have_count(len(flows))
     decisions = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     asked = [(d["decision"], d["asked"]["by"]) for d in decisions if "asked" in d]
     assert asked[:4] == [("allow", "mitmweb"), ("deny", "mitmweb"), ("deny", "nobody (timeout)"),
                          ("allow", "intercept.approve")]
-    assert asked[4][1].startswith("intercept.approve (approved until ")
+    assert asked[4][1].startswith("intercept.approve (earlier, until ")
     assert not any("asked" in d for d in decisions if d["args_sha256"] == decisions[0]["args_sha256"])
 
 

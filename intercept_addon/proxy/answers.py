@@ -19,7 +19,7 @@ from intercept_addon.proxy.continuations import Continuations, is_interim
 from intercept_addon.proxy.pending import OwedCall, Pending
 from intercept_addon.proxy.toollists import ToolLists
 from intercept_addon.state.ledger import Ledger, refundable_error
-from intercept_addon.wire import jsonrpc
+from intercept_addon.wire import jsonrpc, mcp
 from intercept_addon.wire.jsonrpc import Message, ProtocolError, id_key
 
 ANSWER_DEPTH = 512  # answers are the server's: deeper than requests, still bounded
@@ -87,7 +87,13 @@ class Answers:
         call = pending.calls.pop(key, None)
         if call is not None:
             self._settle(call, msg)
-        return item if self.toollists.judge(flow, item, pending.caller) else None
+        served = mcp.listed_tools(item)  # the list object as served: filtering puts a new one in its place
+        if not self.toollists.judge(flow, item, pending.caller):
+            return None
+        hidden = len(served) - len(mcp.listed_tools(item))
+        if hidden > 0:  # the flow list's comment says so (proxy/timeline.py)
+            flow.metadata["mcp.hidden"] = flow.metadata.get("mcp.hidden", 0) + hidden
+        return item
 
     @staticmethod
     def _began(pending: Pending, msg: Message, own_stream: bool) -> None:

@@ -118,7 +118,7 @@ class Approvals:
         key = (agent, server, decision.tool, args_digest(arguments))
         until, by = self.grants.get(key, (0.0, ""))
         if until > now:
-            return self._answered(f, decision, Answer(True, f"{by} (approved until {_clock(until)})"), now)
+            return self._answered(f, decision, Answer(True, f"{by} (earlier, until {_clock(until)})"), now)
         self.grants.pop(key, None)
         if self.viewer is None:
             return self._answered(f, decision, Answer(

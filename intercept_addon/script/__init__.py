@@ -10,6 +10,7 @@ from intercept_addon.proxy.addon import InterceptAddon
 from intercept_addon.proxy.commands import InterceptCommands
 from intercept_addon.proxy.contentview import McpViewer
 from intercept_addon.proxy.decision_log import DecisionLog
+from intercept_addon.proxy.timeline import Timeline
 from intercept_addon.proxy.unjudged import UnjudgedTraffic
 
 
@@ -17,5 +18,6 @@ def addons() -> list:
     """Fresh instances on each call: a script's hot reload gets new addons, not the old ones."""
     intercept = InterceptAddon()
     # McpViewer after InterceptAddon: it wraps the event-stream callables InterceptAddon installs.
-    return [UnjudgedTraffic(intercept), intercept, intercept.approvals, McpViewer(), DecisionLog(intercept),
+    # Timeline after InterceptAddon: it comments on the decisions made.
+    return [UnjudgedTraffic(intercept), intercept, intercept.approvals, Timeline(), McpViewer(), DecisionLog(intercept),
             InterceptCommands(intercept)]
