@@ -210,3 +210,10 @@ async def test_filters_a_person_types(proxy):
     await task
     assert flowfilter.parse("~marker no_entry")(flow) and flowfilter.parse("~meta 'mcp.decision: deny'")(flow)
     assert not flowfilter.parse("~meta 'mcp.agent: agent-header:a2'")(flow)
+
+
+def test_start_up_says_who_can_answer(tmp_path, policy, caplog):
+    caplog.set_level("INFO", logger="intercept")
+    with proxy_context(tmp_path, policy) as p:
+        approvals(p).running()  # the test master is no interactive viewer, as mitmdump is not
+        assert "no interactive viewer: calls of ask rules are denied (intercept_ask_fallback)" in caplog.text

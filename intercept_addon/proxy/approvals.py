@@ -104,7 +104,8 @@ class Approvals:
     def running(self) -> None:
         self.viewer = VIEWERS.get(type(ctx.master).__name__)
         if self.viewer is None:
-            log.info(f"intercept: no interactive viewer: calls of ask rules are {self.fallback}ed "
+            done = "denied" if self.fallback == "deny" else "allowed"
+            log.info(f"intercept: no interactive viewer: calls of ask rules are {done} "
                      "(intercept_ask_fallback); run mitmweb or mitmproxy to answer them")
         else:
             log.info(f"intercept: calls of ask rules wait up to {self.timeout} s for an answer in {self.viewer}")
