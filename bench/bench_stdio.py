@@ -4,7 +4,8 @@
 
 For each server (server-everything on node; the real mcp-sora from .venv-sora, when present) and
 each way of starting it (``direct``: the server's own command; ``wrapped``: under
-``intercept-addon stdio`` with a policy, mitmdump in between):
+``intercept-addon stdio`` with a policy, its own mitmdump in between; ``shared``: under
+``intercept-addon stdio --proxy`` through one ``--serve`` proxy started beforehand):
 
 * startup: from spawning the command to the answer of the first message (initialize), median and
   max over ``runs`` fresh starts; what an agent waits for when it starts the server;
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -132,9 +134,50 @@ def main() -> int:
         servers["server-everything"] = ([node, str(EVERYTHING), "stdio"], "tools/list")
     if MCP_SORA.exists():
         servers["mcp-sora"] = ([str(MCP_SORA)], "ping")
-    results = []
+    port = free_port()  # the shared proxy (--serve) of the "shared" rows, started once
+    shared = subprocess.Popen([sys.executable, "-m", "intercept_addon", "stdio", "--serve", "--port", str(port),
+                               "--policy", str(policy), "--set", f"confdir={work}/shared",
+                               "--set", "intercept_state=memory"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=work)
+    via_shared = [sys.executable, "-m", "intercept_addon", "stdio", "--proxy", f"http://127.0.0.1:{port}", "--"]
+    try:
+        wait_for_port(port)
+        results = measure(servers, {"direct": [], "wrapped": wrap, "shared": via_shared}, args, env, work)
+    finally:
+        shared.terminate()
+        shared.wait(10)
+    shutil.rmtree(work, ignore_errors=True)
+    out = ROOT / "bench/results/bench_stdio.json"
+    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                           "load_average": os.getloadavg()}, "results": results}, indent=1) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def measure(servers: dict[str, tuple[list[str], str]], ways: dict[str, list[str]], args: argparse.Namespace,
+            env: dict[str, str], work: str) -> list[dict[str, object]]:
+    results: list[dict[str, object]] = []
     for name, (command, method) in servers.items():
-        for how, argv in (("direct", command), ("wrapped", wrap + command)):
+        for how, prefix in ways.items():
+            argv = prefix + command
             startups, trips = [], []
             for _ in range(args.runs):
                 startup, run_trips = session(argv, args.calls, method, env, work)
@@ -145,16 +188,11 @@ def main() -> int:
                    "startup_median_s": round(statistics.median(startups), 3), "startup_max_s": round(max(startups), 3),
                    f"{method}_median_ms": round(statistics.median(trips) * 1000, 2),
                    f"{method}_p95_ms": round(trips[int(0.95 * (len(trips) - 1))] * 1000, 2)}
-            if how == "wrapped":
+            if how != "direct":
                 row["phases_s"] = phases(argv, env, work)
             results.append(row)
             print(json.dumps(row), flush=True)
-    shutil.rmtree(work, ignore_errors=True)
-    out = ROOT / "bench/results/bench_stdio.json"
-    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                               "results": results}, indent=1) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
-    return 0
+    return results
 
 
 if __name__ == "__main__":
