@@ -87,7 +87,7 @@ def sora_web(tmp_path: Path):
         sora_url = demo.wait_sora(stack, demo.start_sora(stack, sora_python(), fake_url))
         proxy = demo.start_proxy(stack, sora_url, policy=policy, web=True, extra_options=[
             f"web_password={token}", "intercept_ask_timeout=25",
-            f"intercept_log={tmp_path / 'decisions.jsonl'}", "web_columns=path", "web_columns=method",
+            f"intercept_log={tmp_path / 'decisions.jsonl'}", "web_columns=method",
             "web_columns=status", "web_columns=comment"])
         demo.wait_proxy(stack, proxy)
         web_port = urllib.parse.urlsplit(stack.web_url).port
