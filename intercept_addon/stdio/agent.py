@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -46,12 +45,11 @@ def _error(request_id: Any, message: str) -> bytes:
 
 
 class AgentSide:
-    def __init__(self, url: str, client: httpx2.AsyncClient, write: Callable[[bytes], None] = write_line,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, client: httpx2.AsyncClient, headers: dict[str, str] | None = None) -> None:
         self.url = url
         self._base_headers = headers or {}
         self._client = client
-        self._write = write
+        self._write = write_line
         self._session: str | None = None
         self._protocol: str | None = None
         self._initialize_ids: set[Any] = set()

@@ -4,9 +4,11 @@
 
 The agent side and the bridge run in this process, the proxy and the server are children. The
 proxy starts first (its startup is the longest), forwarding to a port bound here in advance;
-the server next, then the bridge; the agent's lines wait in a queue until the proxy is ready. The run ends when the agent closes
-stdin (the server's stdin is closed in turn, as MCP's stdio shutdown asks, then it is stopped),
-when the server or the proxy exits, or on SIGTERM, SIGINT or SIGHUP; every child is stopped then.
+the server next, then the bridge; the agent's lines wait in a queue until the proxy is ready.
+With ``shared`` (``--proxy URL``) no proxy is started: the agent side sends through that one.
+The run ends when the agent closes stdin (the server's stdin is closed in turn, as MCP's stdio
+shutdown asks, then it is stopped), when the server or the proxy exits, or on SIGTERM, SIGINT
+or SIGHUP; every child is stopped then.
 """
 
 from __future__ import annotations
