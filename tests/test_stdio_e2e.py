@@ -115,7 +115,7 @@ async def test_mcp_sora_over_stdio_under_the_policy(sora: tuple[Path, str], tmp_
     assert denied.message.startswith(demo.DENIED_PREFIX), denied.message
     assert "limited to 30 calls per minute" in denied.message
     assert denied.data["rule"] == "image-to-video rate limit" and denied.data["kind"] == "rate_limit"
-    assert not hidden.allowed and hidden.code is not None  # a hidden tool is refused by the proxy too
+    assert (hidden.code, hidden.message) == (-32602, "Unknown tool: sora_generate_video_async")  # hidden = unknown
     log = (tmp_path / "wrapper-stderr.log").read_text()
     assert "intercept: policy" in log and "/stdio/mcp-sora/mcp" in log
 
