@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from mitmproxy import flow as mflow
 from mitmproxy import flowfilter
+from mitmproxy.connection import ConnectionState
 
 from addon_context import Proxy, proxy_context
 from intercept_addon.policy.engine import Call, Engine
@@ -217,3 +218,15 @@ def test_start_up_says_who_can_answer(tmp_path, policy, caplog):
     with proxy_context(tmp_path, policy) as p:
         approvals(p).running()  # the test master is no interactive viewer, as mitmdump is not
         assert "no interactive viewer: calls of ask rules are denied (intercept_ask_fallback)" in caplog.text
+
+
+async def test_an_agent_that_leaves_frees_its_units(proxy):
+    one, first = await held(proxy, "pay", {"amount": 500})
+    two, second = await held(proxy, "pay", {"amount": 600})
+    first.client_conn.state = ConnectionState.CLOSED  # the agent gave up waiting and hung up
+    await one
+    assert proxy.log_lines()[0]["asked"]["by"] == "the agent (it disconnected)"
+    three, third = await held(proxy, "pay", {"amount": 700})  # its unit is free again: held, not rate limited
+    second.kill()
+    third.kill()
+    await asyncio.gather(two, three)
