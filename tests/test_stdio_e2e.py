@@ -3,7 +3,7 @@ the official Python SDK's stdio client, as an agent's config would start them.
 
 * the real mcp-sora in its default stdio mode, its API the demo's fake (whose ``/_calls`` proves
   which calls reached it), under the project's policy;
-* the TypeScript reference server (server-everything, stdio): sampling, roots and progress
+* the TypeScript reference server (server-everything, stdio): sampling, elicitation, roots and progress
   through the proxy, a denied and a hidden tool;
 * the lifecycle: a hang-up, SIGTERM or SIGKILL leaves no process behind (checked by pid), the
   bridge refuses a request without the proxy's secret, the server keeps no descriptor of ours.
@@ -134,12 +134,13 @@ def everything(tmp_path: Path) -> list[str]:
     return wrapper(tmp_path, policy, NODE, str(EVERYTHING), "stdio")
 
 
-async def test_everything_sampling_roots_progress_and_denials(everything: list[str], tmp_path: Path) -> None:
+async def test_everything_sampling_elicitation_roots_progress_and_denials(everything: list[str], tmp_path: Path) -> None:
     import mcp.types as types
 
     sampled: list[str] = []
     roots_asked: list[bool] = []
     progress: list[float] = []
+    asked: list[str] = []
 
     async def sampling(context: Any, params: Any) -> Any:
         sampled.append(params.messages[0].content.text)
@@ -153,8 +154,12 @@ async def test_everything_sampling_roots_progress_and_denials(everything: list[s
     async def on_progress(done: float, total: float | None, message: str | None) -> None:
         progress.append(done)
 
+    async def elicitation(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        return types.ElicitResult(action="decline")
+
     async with agent(everything, tmp_path, clean_env(), sampling_callback=sampling,
-                     list_roots_callback=roots) as client:
+                     list_roots_callback=roots, elicitation_callback=elicitation) as client:
         listed = {tool.name for tool in (await client.list_tools()).tools}
         sample = await client.call_tool("trigger-sampling-request", {"prompt": "kites", "maxTokens": 20})
         steps = await client.call_tool("trigger-long-running-operation", {"duration": 0.6, "steps": 3},
@@ -165,6 +170,7 @@ async def test_everything_sampling_roots_progress_and_denials(everything: list[s
         with pytest.raises(MCPError):
             await client.call_tool("get-env", {})
         root_list = await client.call_tool("get-roots-list", {})
+        declined = await client.call_tool("trigger-elicitation-request", {})
         echo = await client.call_tool("echo", {"message": "still here"})
 
     assert "get-env" not in listed and {"echo", "trigger-sampling-request", "get-sum"} <= listed
@@ -175,6 +181,8 @@ async def test_everything_sampling_roots_progress_and_denials(everything: list[s
     assert denied.value.code == -32600 and denied.value.message.startswith("[INTERCEPT POLICY DENIED]")
     assert "Only small sums" in denied.value.message
     assert roots_asked and "stdio-root" in " ".join(c.text for c in root_list.content)
+    assert asked == ["Please provide inputs for the following fields:"]
+    assert "declined" in declined.content[0].text  # our answer reached the server
     assert echo.content[0].text == "Echo: still here"
     assert "Starting default (STDIO) server" in (tmp_path / "wrapper-stderr.log").read_text()  # its stderr
 
