@@ -19,8 +19,10 @@ import ipaddress
 import logging
 import socket
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psutil
@@ -93,7 +95,11 @@ class LocalProcesses:
         self._max_clients = max_clients
         self._by_client: OrderedDict[str, LocalProcess | None] = OrderedDict()  # least recent first
         self._owners: OrderedDict[int, None] = OrderedDict()  # newest last
-        self._pending: dict[str, asyncio.Future[LocalProcess | None]] = {}  # lookups in worker threads
+        self._owners_lock = threading.Lock()  # the worker adds owners while the loop reads them
+        self._pending: dict[str, asyncio.Future[LocalProcess | None]] = {}  # lookups in the worker
+        # One lookup at a time, each trying first the owners the ones before it found: the
+        # connections an agent opens together cost one scan of /proc, not one scan each.
+        self._worker: ThreadPoolExecutor | None = None
         self._failures_logged: set[str] = set()
 
     def of(self, client: connection.Client) -> LocalProcess | None:
@@ -112,8 +118,10 @@ class LocalProcesses:
             return self.of(client)
         pending = self._pending.get(client.id)
         if pending is None:
-            pending = asyncio.ensure_future(
-                asyncio.to_thread(self._lookup, client.peername, client.sockname, self._recent_owners()))
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="intercept-process")
+            pending = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(
+                self._worker, self._lookup_in_turn, client.peername, client.sockname))
             self._pending[client.id] = pending
             pending.add_done_callback(lambda done, cid=client.id: self._settle(cid, done))
         return await asyncio.shield(pending)  # one request cancelled: the others still get it
@@ -126,7 +134,23 @@ class LocalProcesses:
         return len(self._by_client)
 
     def _recent_owners(self) -> tuple[int, ...]:
-        return tuple(reversed(self._owners))
+        with self._owners_lock:
+            return tuple(reversed(self._owners))
+
+    def _note_owner(self, pid: int) -> None:
+        with self._owners_lock:
+            self._owners[pid] = None
+            self._owners.move_to_end(pid)
+            if len(self._owners) > MAX_OWNERS:
+                self._owners.popitem(last=False)
+
+    def _lookup_in_turn(self, peer: socket_owner.Address | None,
+                        proxy: socket_owner.Address | None) -> LocalProcess | None:
+        """In the worker: the owners are read now, after every lookup queued before this one."""
+        found = self._lookup(peer, proxy, self._recent_owners())
+        if found is not None:
+            self._note_owner(found.pid)
+        return found
 
     def _lookup(self, peer: socket_owner.Address | None, proxy: socket_owner.Address | None,
                 first: Sequence[int]) -> LocalProcess | None:
@@ -152,8 +176,5 @@ class LocalProcesses:
         if len(self._by_client) > self._max_clients:
             self._by_client.popitem(last=False)
         if found is not None:
-            self._owners[found.pid] = None
-            self._owners.move_to_end(found.pid)
-            if len(self._owners) > MAX_OWNERS:
-                self._owners.popitem(last=False)
+            self._note_owner(found.pid)
         return found
