@@ -1,6 +1,7 @@
 """action: ask answered in mitmproxy's console: a real ``mitmproxy`` (in a tmux of its own, on its
 own socket) with the addon in front of the real mcp-sora; a held call shows ✋ in the flow list,
-and the console's own key binding ``a`` (flow.resume @focus) lets it through to the fake API."""
+and the console's own key binding ``a`` (flow.resume @focus) lets it through to the fake API;
+``:intercept.approve @focus 10m`` at its command prompt lets the next one and its repeat through."""
 
 from __future__ import annotations
 
@@ -69,13 +70,28 @@ async def test_console_resumes_a_held_call(tmp_path: Path):
             assert demo.videos_count(fake_url) == 0
             tmux.run("send-keys", "-t", "console", "a")  # the console's own "accept intercepted flow"
             approved = await call
-        assert approved.allowed, approved.message
-        assert demo.videos_count(fake_url) == 1
+            assert approved.allowed, approved.message
+            assert demo.videos_count(fake_url) == 1
+
+            # The command at the console's prompt, with a while: the repeat is not asked about.
+            call = asyncio.create_task(demo.call_tool(client, 2, "console", TOOL, video(15, 2)))
+            while tmux.screen().count("✋") < 1 or demo.videos_count(fake_url) != 1:
+                assert not call.done(), call.result()
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)  # the focus follows the new flow
+            tmux.run("send-keys", "-t", "console", ":")
+            tmux.run("send-keys", "-t", "console", "-l", "intercept.approve @focus 10m")
+            tmux.run("send-keys", "-t", "console", "Enter")
+            assert (await call).allowed
+            assert (await demo.call_tool(client, 3, "console", TOOL, video(15, 2))).allowed
+        assert demo.videos_count(fake_url) == 3
         deadline = time.monotonic() + 10
         while (not log.exists() or not log.read_text()) and time.monotonic() < deadline:  # flushed within 0.2 s
             await asyncio.sleep(0.2)
-        [entry] = [json.loads(line) for line in log.read_text().splitlines()]
-        assert (entry["decision"], entry["asked"]["by"]) == ("allow", "console")
+        while len(log.read_text().splitlines()) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        asked = [json.loads(line)["asked"]["by"] for line in log.read_text().splitlines()]
+        assert asked[:2] == ["console", "intercept.approve"] and asked[2].startswith("intercept.approve (earlier")
     finally:
         tmux.stop()
         stack.close()
