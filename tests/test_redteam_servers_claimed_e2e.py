@@ -15,9 +15,6 @@ from test_redteam_servers_e2e import post, procs, proxy, target_log  # noqa: F40
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="any name binds (proxy/servers.py _match): a Host field naming another policy's server "
-                          "moves a call to an unnamed server under that policy, past intercept_unnamed_server=deny")
 async def test_a_host_field_naming_another_server_does_not_lift_deny(tmp_path, procs):  # noqa: F811
     port, log = target_log(tmp_path, procs)
     # lax.test is a server elsewhere (on the same port, as HTTPS servers all are on 443); the

@@ -58,6 +58,14 @@ def test_ordinary_paths_pass(path):
     assert path_refusal(path) is None
 
 
+@pytest.mark.timeout(10)
+def test_patterns_match_in_linear_time():
+    # as regexes, each * a .*, these took seconds to tens of seconds (the loop frozen meanwhile)
+    assert not parse_pattern("http://127.0.0.1:*/*/*/*/mcp").matches(server_url("http", "127.0.0.1", 1, "/a" * 2000))
+    assert not parse_pattern("http://127.0.0.1:*/*/*/mcp").matches(server_url("http", "127.0.0.1", 1, "/" + "a" * 65536))
+    assert parse_pattern("http://127.0.0.1:*/*/*/*/mcp").matches(server_url("http", "127.0.0.1", 1, "/a/b/c/mcp"))
+
+
 def test_a_set_with_two_fallbacks_or_a_server_named_twice_is_refused():
     a, b = parse_pattern("http://127.0.0.1:8000/mcp*"), parse_pattern("HTTP://127.0.0.1:8000/MCP*")
     assert check_set([Named("a", (a,)), Named("f", None)]) == []
@@ -90,11 +98,20 @@ async def source_of(lists: ToolLists, flow: tflow.HTTPFlow) -> str | None:
 async def test_the_connect_target_the_host_header_and_the_sni_all_bind():
     lists = bindings(A, FALLBACK, unnamed="fallback")
     assert await source_of(lists, request("127.0.0.1", 8000)) == "p0.yaml"
-    # a lookalike Host header does not move the call off the policy of where it is sent
-    assert await source_of(lists, request("127.0.0.1", 8000, host_header="elsewhere:8000")) == "p0.yaml"
+    # a Host header naming another server than the one the call goes to is refused
+    with pytest.raises(ProtocolError, match="not the server it is sent to"):
+        await lists.servers.of(request("127.0.0.1", 8000, host_header="elsewhere:8000"))
     # an IP address with the governed name in its Host header or SNI (transparent mode) is governed
-    assert await source_of(lists, request("140.82.112.21", 443, host_header="api.githubcopilot.com")) == "p0.yaml"
+    # (transparent mode): the certificate-checked SNI names the server at a shared public address
     assert await source_of(lists, request("140.82.112.21", 443, sni="api.githubcopilot.com")) == "p0.yaml"
+    assert await source_of(lists, request("140.82.112.21", 443, host_header="api.githubcopilot.com",
+                                          sni="api.githubcopilot.com")) == "p0.yaml"
+    with pytest.raises(ProtocolError, match="not the server it is sent to"):  # a Host nothing confirms
+        await lists.servers.of(request("140.82.112.21", 443, host_header="api.githubcopilot.com"))
+    lists.servers.configure("fallback", False, insecure=True)  # certificates unchecked: the SNI proves nothing
+    with pytest.raises(ProtocolError, match="not the server it is sent to"):
+        await lists.servers.of(request("140.82.112.21", 443, sni="api.githubcopilot.com"))
+    lists.servers.configure("fallback", False)
     assert await source_of(lists, request("10.0.0.9", 443)) == "p1.yaml"  # unnamed: the fallback
 
 
@@ -254,3 +271,21 @@ async def test_a_definition_changed_on_one_server_is_not_held_against_another():
     _, on_b = await listed(9000, echo)  # server B still serves the pinned one
     assert lists.pin_decision(request("127.0.0.1", 8000), on_a, "echo") is not None
     assert lists.pin_decision(request("127.0.0.1", 9000), on_b, "echo") is None
+
+
+def test_posts_next_to_a_legacy_stream_with_an_unreadable_endpoint_are_refused():
+    """A hostile server announcing an endpoint the proxy cannot read (a repeated session_id)
+    must not get its POSTs judged apart from its stream (under another policy, or none)."""
+    from intercept_addon.proxy.legacy_streams import LegacyStreams
+
+    streams = LegacyStreams()
+    get = tflow.tflow(req=tutils.treq(host="127.0.0.1", port=8000, path=b"/sse", method=b"GET"))
+    stream = streams.opened(get)
+    streams.announce(stream, "/messages/?session_id=a&session_id=b")
+    post = tutils.treq(host="127.0.0.1", port=8000, path=b"/messages/?session_id=a", method=b"POST")
+    with pytest.raises(ProtocolError, match="cannot read"):
+        streams.for_post(post)
+    elsewhere = tutils.treq(host="127.0.0.1", port=9000, path=b"/mcp", method=b"POST")
+    assert streams.for_post(elsewhere) is None  # another server is not affected
+    streams.closed(get)
+    assert streams.for_post(post) is None  # the stream is gone: POSTs are judged as any other

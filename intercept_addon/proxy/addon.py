@@ -97,7 +97,7 @@ class InterceptAddon:
         opts = ctx.options
         self.settings = options.read(opts)
         options.check_mitmproxy_options(opts, updated)
-        self.toollists.servers.configure(self.settings.unnamed_server, self.settings.reverse)
+        self.toollists.servers.configure(self.settings.unnamed_server, self.settings.reverse, opts.ssl_insecure)
         if any(o.startswith("intercept_jwt_") for o in updated):
             self._use_tokens(TokenVerifier.from_options(opts))
         self.counters.configure(opts, updated)

@@ -32,6 +32,7 @@ class LegacyStream:
     events: int = 0  # events seen: only the first may announce the endpoint
     pending: Pending = field(default_factory=Pending)
     server: str | None = None  # the server its GET was bound to (proxy/servers.py): its POSTs' too
+    untied: bool = False  # it announced an endpoint the proxy cannot read
 
 
 class LegacyStreams:
@@ -39,6 +40,7 @@ class LegacyStreams:
         self._by_flow: dict[str, LegacyStream] = {}
         self._by_endpoint: dict[tuple[Origin, str], LegacyStream] = {}
         self._variants: Counter[tuple[Origin, str]] = Counter()  # announced endpoints, normalised
+        self._untied: Counter[Origin] = Counter()  # live streams whose endpoint could not be read
 
     def opened(self, flow: http.HTTPFlow) -> LegacyStream:
         stream = self._by_flow[flow.id] = LegacyStream(origin_of(flow.request), flow.request.url,
@@ -50,7 +52,12 @@ class LegacyStreams:
         try:
             key = legacy.announced_key(stream.url, data)
         except ValueError:
-            log.warning(f"intercept: unusable legacy endpoint {shown(data)}: its POSTs are not tied to the stream")
+            # its POSTs could not be told from other POSTs to this server, nor judged under its
+            # stream: while it lives, POSTs to this origin that match no stream are refused
+            log.warning(f"intercept: unusable legacy endpoint {shown(data)}: POSTs to this server that belong to "
+                        "no other stream are refused while this stream lives")
+            stream.untied = True
+            self._untied[stream.origin] += 1
             return
         stream.key = key
         self._by_endpoint[(stream.origin, key)] = stream
@@ -59,6 +66,10 @@ class LegacyStreams:
     def closed(self, flow: http.HTTPFlow) -> LegacyStream | None:
         """The GET stream is over: its endpoint is forgotten; the caller settles what it owed."""
         stream = self._by_flow.pop(flow.id, None)
+        if stream is not None and stream.untied:
+            self._untied[stream.origin] -= 1
+            if self._untied[stream.origin] <= 0:
+                del self._untied[stream.origin]
         if stream is None or stream.key is None:
             return stream
         if self._by_endpoint.get((stream.origin, stream.key)) is stream:
@@ -79,7 +90,7 @@ class LegacyStreams:
     def for_post(self, request: http.Request) -> LegacyStream | None:
         """The live stream a POST belongs to, None if it belongs to none; refuses a POST that a
         lenient server may still deliver to a live stream."""
-        if not self._variants:
+        if not self._variants and not self._untied:
             return None
         origin = origin_of(request)
         try:
@@ -91,6 +102,9 @@ class LegacyStreams:
             if (origin, legacy.variant_key(key)) in self._variants:
                 raise ProtocolError(INVALID_REQUEST, "this endpoint matches a live legacy stream's only in another "
                                     "spelling; POST to the endpoint exactly as the stream announced it", status=400)
+            if origin in self._untied:
+                raise ProtocolError(INVALID_REQUEST, "a live legacy stream of this server announced an endpoint the "
+                                    "proxy cannot read, so its POSTs cannot be judged under it", status=400)
             return None
         if stream.pending.size >= legacy.MAX_PENDING:
             raise ProtocolError(INVALID_REQUEST, "too many unanswered requests on this session", status=429)

@@ -20,6 +20,7 @@ setup: server name "", counters keyed as they always were). Once any policy name
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -31,7 +32,8 @@ from intercept_addon.policy.engine import Engine
 from intercept_addon.policy.file import PolicyError, PolicyIssue
 from intercept_addon.policy.model import Policy
 from intercept_addon.policy.sections import NOUNS, SECTIONS
-from intercept_addon.policy.servers import Named, ServerPattern, governing, path_refusal, server_url
+from intercept_addon.policy.servers import (Named, ServerPattern, canonical_host, governing, is_ip, path_refusal,
+                                            server_url)
 from intercept_addon.proxy.resolver import Resolver
 from intercept_addon.wire.jsonrpc import INVALID_REQUEST, ProtocolError
 from intercept_addon.wire.text import shown
@@ -86,6 +88,7 @@ class ServerBindings:
         self.bound = False  # does any policy name servers?
         self.unnamed = "inspect"
         self.reverse = False
+        self.insecure = False
         self._named: list[Named] = []
         self._by_pattern: dict[str, Governed] = {}
         self._pattern_hosts: set[str] = set()  # literal host names of patterns, resolved to match addresses
@@ -107,11 +110,12 @@ class ServerBindings:
         self._pattern_hosts = {p.host_text for named in self._named for p in named.servers or ()
                                if "*" not in p.host_text and not p.names_address}
 
-    def configure(self, unnamed: str, reverse: bool) -> None:
+    def configure(self, unnamed: str, reverse: bool, insecure: bool = False) -> None:
+        """``insecure``: mitmproxy's ssl_insecure (upstream certificates are not checked)."""
         problem = _idle_fallback(self.policies, unnamed, reverse)
         if problem is not None:
             raise exceptions.OptionsError(f"intercept: {problem[0]}: {problem[1]}")
-        self.unnamed, self.reverse = unnamed, reverse
+        self.unnamed, self.reverse, self.insecure = unnamed, reverse, insecure
 
     @property
     def engines(self) -> list[Engine]:
@@ -138,8 +142,7 @@ class ServerBindings:
         governed = self._by_pattern.get(server) if isinstance(server, str) else None
         if governed is not None:
             return Binding(server, governed)  # type: ignore[arg-type]
-        names = self._names_now(flow)
-        return self._match(flow, names, self.resolver.cached(names))
+        return self._match(flow, self._claims(flow), self.resolver.cached([flow.request.host]))
 
     async def of(self, flow: http.HTTPFlow) -> Binding:
         """The binding of a flow's server; raises ProtocolError (the request is refused) for a
@@ -156,19 +159,30 @@ class ServerBindings:
         return Binding("", self.policies[0]) if self.policies else CLASSIC_NONE
 
     async def _bind(self, flow: http.HTTPFlow) -> Binding:
-        names = self._names_now(flow)
-        addresses = await self.resolver.addresses(names)
-        # a pattern's host name governs the addresses it resolves to
-        await asyncio.gather(*(self.resolver.resolve(host) for host in self._pattern_hosts))
-        return self._match(flow, names, addresses)
+        claims = self._claims(flow)
+        target = await self.resolver.addresses([flow.request.host])
+        await asyncio.gather(*(self.resolver.resolve(canonical_host(c)) for c in claims if not is_ip(canonical_host(c))),
+                             *(self.resolver.resolve(host) for host in self._pattern_hosts))
+        return self._match(flow, claims, target)
 
-    def _match(self, flow: http.HTTPFlow, names: set[str], addresses: frozenset[str]) -> Binding:
+    def _match(self, flow: http.HTTPFlow, claims: set[str], target: frozenset[str]) -> Binding:
+        """``claims``: the names the request gives besides the host it connects to; ``target``:
+        that host's addresses."""
         req = flow.request
         why = path_refusal(req.path)
         if why is not None:
             raise _refused(f"{why}: {shown(req.path)}", 400)
-        aliases = {h for h in self._pattern_hosts if self.resolver.known(h) & addresses}
-        urls = {server_url(req.scheme, host, req.port, req.path) for host in names | addresses | aliases}
+        connect = canonical_host(req.host)
+        for claim in claims:  # a name the agent wrote counts only if it names where the call goes
+            host = canonical_host(claim)
+            if host != connect and not (self.resolver.cached([host]) & target) and host != self._verified_sni(flow):
+                raise _refused(f"the request names {shown(claim)}, which is not the server it is sent to "
+                               f"({shown(req.host)})", 400)
+        # A pattern host names the addresses it resolves to, on this machine and networks only:
+        # public servers share addresses (a CDN), and there the name (its certificate) is the server.
+        local = {a for a in target if not ipaddress.ip_address(a).is_global}
+        aliases = {h for h in self._pattern_hosts if self.resolver.known(h) & local}
+        urls = {server_url(req.scheme, host, req.port, req.path) for host in {connect, *claims, *target, *aliases}}
         found = {(named.source, pattern.text) for url in urls for named, pattern in governing(self._named, url)}
         sources = sorted({source for source, _ in found})
         if len(sources) > 1:
@@ -177,14 +191,19 @@ class ServerBindings:
         if found:
             return Binding(self._name(req, found, sources[0]), self._by_pattern[next(iter(found))[1]])
         # An unnamed server is counted under one name however it is spelled: the lowest address of
-        # the host the proxy connects to (never a claimed name: Host fields are the agent's).
-        target = self.resolver.cached([req.host])
+        # the host the proxy connects to (never a claimed name).
         origin = server_url(req.scheme, min(target) if target else req.host, req.port, "/").origin
         governed = self._unnamed_policy()
         if governed is None and self.unnamed == "deny":
             raise _refused(f"server {shown(origin)} is named by no policy (intercept_unnamed_server=deny)", 403)
         self._warn_once(origin, governed)
         return Binding(origin, governed)
+
+    def _verified_sni(self, flow: http.HTTPFlow) -> str | None:
+        """The client's SNI, when mitmproxy checks the upstream's certificate against it (HTTPS
+        without ssl_insecure): then it names the server even at a public address shared by many."""
+        sni = flow.client_conn.sni
+        return canonical_host(sni) if sni and flow.request.scheme == "https" and not self.insecure else None
 
     def _name(self, req: http.Request, found: set[tuple[str, str]], source: str) -> str:
         """Which of the policy's matching patterns names the server (and keys its counters): the
@@ -205,21 +224,18 @@ class ServerBindings:
             return self.fallback
         return None
 
-    def _names_now(self, flow: http.HTTPFlow) -> set[str]:
-        """Every name the request gives its server (the connect target, the request target's
-        authority, the Host field, the SNI); more than one Host field is refused."""
+    def _claims(self, flow: http.HTTPFlow) -> set[str]:
+        """The names the request gives its server besides the host it connects to: the request
+        target's authority, the Host field, the SNI. More than one Host field is refused."""
         req = flow.request
-        names = {req.host}
         hosts = req.headers.get_all("host")
         if len(hosts) > 1:
             raise _refused("more than one Host header field", 400)
-        for authority in (req.authority, *hosts):
-            if authority:
-                names.add(_host_of(authority))
+        claims = {_host_of(a) for a in (req.authority, *hosts) if a}
         sni = flow.client_conn.sni
         if sni and not self.reverse:  # in reverse mode it names the proxy, not the server
-            names.add(sni)
-        return names
+            claims.add(sni)
+        return claims
 
     def _warn_once(self, origin: str, governed: Governed | None) -> None:
         if origin in self._warned:
