@@ -6,7 +6,10 @@ the official Python SDK's stdio client, as an agent's config would start them.
 * the TypeScript reference server (server-everything, stdio): sampling, elicitation, roots and progress
   through the proxy, a denied and a hidden tool;
 * the lifecycle: a hang-up, SIGTERM or SIGKILL leaves no process behind (checked by pid), the
-  bridge refuses a request without the proxy's secret, the server keeps no descriptor of ours.
+  bridge refuses a request without the proxy's secret, the server keeps no descriptor of ours,
+  a server that exits ends the run;
+* one ``--serve`` proxy shared by two wrappers, each server bound to its policy by its path;
+* a raw stdio server's lines reach the agent byte for byte and in order.
 """
 
 from __future__ import annotations
