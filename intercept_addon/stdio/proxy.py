@@ -5,8 +5,8 @@ regular mode: ``serve_shared``).
 A child rather than in-process: mitmproxy owns its event loop, options and signal handling, and
 ``mitmweb``/``mitmdump`` stay exactly the programs a user knows (``--set`` options pass through).
 It listens on 127.0.0.1 at a port the kernel picks (read back from its log) and adds the bridge's
-secret header to every request it forwards (``modify_headers`` reading the secret from a file of
-ours, so it never appears on a command line). Its output goes to our stderr: our stdout belongs
+secret header to every request it forwards (secret_header.py, the secret in its environment, so
+it never appears on a command line or on disk). Its output goes to our stderr: our stdout belongs
 to the agent.
 """
 
@@ -28,6 +28,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "script" / "intercept.py"
 LISTENING = re.compile(rb"listening at (?:http://)?127\.0\.0\.1:(\d+)")
 ADDON_READY = re.compile(rb"intercept: (?:policy \S+ loaded|NO POLICY)")
 SECRET_HEADER = "x-intercept-stdio-secret"  # added by the proxy, required by the bridge
+SECRET_ENV = "INTERCEPT_STDIO_SECRET"  # how the proxy gets it (secret_header.py)
+SECRET_SCRIPT = Path(__file__).resolve().parent / "secret_header.py"
 
 
 def program(web: bool) -> str:
@@ -37,12 +39,12 @@ def program(web: bool) -> str:
     return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
-def arguments(mode: str, secret_file: Path | None, *, policy: str | None, web: bool, options: Sequence[str],
+def arguments(mode: str, *, secret: bool, policy: str | None, web: bool, options: Sequence[str],
               port: int = 0) -> list[str]:
     args = [program(web), "--listen-host", "127.0.0.1", "-p", str(port), "--mode", mode, "-s", str(SCRIPT),
             "--set", "connection_strategy=lazy"]
-    if secret_file is not None:
-        args += ["--set", f"modify_headers=/~q/{SECRET_HEADER}/@{secret_file}"]
+    if secret:
+        args += ["-s", str(SECRET_SCRIPT)]
     if policy is not None:
         args += ["--set", f"intercept_policy={policy}"]
     if web:
@@ -55,7 +57,7 @@ def arguments(mode: str, secret_file: Path | None, *, policy: str | None, web: b
 def serve_shared(port: int, *, policy: str | None, web: bool, options: Sequence[str]) -> NoReturn:
     """``intercept-addon stdio --serve``: become the proxy that several wrappers share
     (``--proxy http://127.0.0.1:PORT``), in regular mode: each wrapper names its own bridge."""
-    args = arguments("regular", None, policy=policy, web=web, options=options, port=port)
+    args = arguments("regular", secret=False, policy=policy, web=web, options=options, port=port)
     os.execv(args[0], args)
 
 
@@ -79,10 +81,11 @@ class Proxy:
                 self.ready.set()
 
 
-async def start(upstream: str, secret_file: Path, *, policy: str | None, web: bool,
+async def start(upstream: str, secret: str, *, policy: str | None, web: bool,
                 options: Sequence[str]) -> Proxy:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its log lines must reach us as they are written
-    args = arguments(f"reverse:{upstream}", secret_file, policy=policy, web=web, options=options)
+    env = {**os.environ, SECRET_ENV: secret,
+           "PYTHONUNBUFFERED": "1"}  # its log lines must reach us as they are written
+    args = arguments(f"reverse:{upstream}", secret=True, policy=policy, web=web, options=options)
     process = await children.spawn(args,
                                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                                    stderr=asyncio.subprocess.STDOUT, env=env)

@@ -18,20 +18,17 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from intercept_addon.stdio import children, proxy
 from intercept_addon.stdio.router import MAX_MESSAGE
 from intercept_addon.stdio.stdin import read_lines
 
-EXIT_GRACE = 2.0  # seconds a server gets to exit by itself once its stdin is closed
+EXIT_GRACE = 1.0  # seconds a server gets to exit by itself once its stdin is closed
 LAUNCHERS = frozenset({"npx", "uvx", "pipx", "bunx", "pnpx", "uv", "node", "deno", "bun",
                        "python", "python3", "sh", "bash"})
 
@@ -64,17 +61,14 @@ async def run(command: Sequence[str], *, policy: str | None, web: bool, options:
     lines: asyncio.Queue[bytes] = asyncio.Queue()
     read_lines(loop, lines)  # the agent may write before we are ready: its lines wait here
 
-    workdir = Path(tempfile.mkdtemp(prefix="intercept-stdio-"))  # 0700
     secret = secrets.token_urlsafe(32)
-    secret_file = workdir / "secret"
-    secret_file.write_text(secret)
-    secret_file.chmod(0o600)
     listener = _listener()  # the bridge's port, known before the proxy starts
     bridge_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     mitm = server = None
+    proxy_stopped: asyncio.Future[None] | None = None
     try:
         if shared is None:
-            mitm = await proxy.start(bridge_url, secret_file, policy=policy, web=web, options=options)
+            mitm = await proxy.start(bridge_url, secret, policy=policy, web=web, options=options)
             relay = asyncio.create_task(mitm.relay_output())
             ready = asyncio.create_task(mitm.ready.wait())
             proxy_exited: asyncio.Future[int] = asyncio.ensure_future(mitm.process.wait())
@@ -132,18 +126,19 @@ async def run(command: Sequence[str], *, policy: str | None, web: bool, options:
         if proxy_exited.done():
             print(f"intercept-addon stdio: the proxy exited ({proxy_exited.result()})", file=sys.stderr)
             return 1
-        server.stdin.close()  # the agent is done: MCP's stdio shutdown, then signals
+        server.stdin.close()  # the agent is done: MCP's stdio shutdown, the proxy stopping meanwhile
+        if mitm is not None:
+            proxy_stopped = asyncio.ensure_future(children.stop(mitm.process))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait(), EXIT_GRACE)
+            await asyncio.wait_for(asyncio.shield(server.wait()), EXIT_GRACE)
         http_server.should_exit = http_server.force_exit = True
         pump.cancel()
         return 0
     finally:
-        for child in (server, mitm.process if mitm else None):
-            if child is not None:
-                await children.stop(child)
+        # Both at once: an agent's client waits about 2 s after closing our stdin, then kills us.
+        await asyncio.gather(*(children.stop(child) for child in (server, mitm.process if mitm else None)
+                               if child is not None), *([proxy_stopped] if proxy_stopped else []))
         listener.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _listener() -> socket.socket:
