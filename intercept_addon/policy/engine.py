@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from intercept_addon.policy.answer_rules import CompiledAnswers
 from intercept_addon.policy.conditions import AmbiguousKey, CompiledCondition, resolve, split_path, to_decimal
 from intercept_addon.policy.model import Policy
 from intercept_addon.policy.rules import RateLimit, Rule, namespace_of
@@ -40,7 +41,7 @@ from intercept_addon.policy.values import (
 from intercept_addon.state import CounterRequest, Reservation, Store, StoreError, Window, format_retry
 from intercept_addon.wire.jsonrpc import fold
 
-DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error", "schema", "ask"]
+DecisionKind = Literal["allow", "deny", "condition", "rate_limit", "hidden", "default_deny", "error", "schema", "ask", "answer"]
 MATCH_CACHE_SIZE = 4096  # tool names come from clients: bound the per-name cache
 
 
@@ -217,6 +218,7 @@ class Engine:
         self._globs.sort(key=lambda g: -sum(c not in "*?[]" for c in g[0]))
         self._folded_keys = ({fold(k) for k in self._exact}, [fold(p) for p, _ in self._globs])
         self._match_cache: dict[str, tuple[bool, tuple[CompiledRule, ...]]] = {}
+        self._answers: dict[str | None, CompiledAnswers | None] = {}
 
     def _compile(self, key: str, index: int, rule: Rule) -> CompiledRule:
         counter, limit_idx = _counter_of(key, rule)
@@ -263,6 +265,21 @@ class Engine:
                 return None
             namespace = namespace.removeprefix(f"{self.section}:")
         return self._counters.get((namespace, name))
+
+    def answer_rules(self, tool: str | None) -> CompiledAnswers | None:
+        """The rules on ``tool``'s results (the policy's ``answers`` and those of the keys that
+        match it), compiled once per name; ``tool`` None: an answer other than a tool's."""
+        if tool in self._answers:
+            return self._answers[tool]
+        rules = [self.policy.answers] if self.policy.answers is not None else []
+        if tool is not None:
+            rules += [t.answers for key, t in self.policy.tools.items() if t.answers is not None and
+                      (key == tool or key == "*" or (is_glob(key) and fnmatch.fnmatchcase(tool, key)))]
+        compiled = CompiledAnswers(rules) if rules else None
+        if len(self._answers) >= MATCH_CACHE_SIZE:
+            self._answers.clear()
+        self._answers[tool] = compiled
+        return compiled
 
     def checks_arguments(self, tool: str) -> bool:
         """Are this tool's arguments checked against its server's inputSchema (``arguments: schema``

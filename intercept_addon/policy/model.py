@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from intercept_addon.policy.answer_rules import AnswerRules
 from intercept_addon.policy.fingerprint import PATTERN as FINGERPRINT
 from intercept_addon.policy.rules import Rule, namespace_of
 from intercept_addon.policy.sections import Section
@@ -47,6 +48,8 @@ class ToolPolicy(StrictModel):
     rules: list[Rule] = Field(default_factory=list)
     # Our extension: check this tool's arguments against the inputSchema its server published.
     arguments: Literal["schema"] | None = None
+    # Our extension: rules on this tool's results (policy/answer_rules.py).
+    answers: AnswerRules | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -112,6 +115,8 @@ class Policy(StrictModel):
     fingerprints: Fingerprints | None = None
     # Our extension: every call's arguments checked against its server's inputSchema (policy/arguments.py).
     arguments: Literal["schema"] | None = None
+    # Our extension: rules on every answer of tools/call, resources/read, prompts/get (policy/answer_rules.py).
+    answers: AnswerRules | None = None
     # Our extension: rules for resources/read, prompts/get, completion/complete (policy/sections.py).
     resources: Section | None = None
     prompts: Section | None = None

@@ -54,7 +54,7 @@ class InterceptAddon:
         self.verdicts = Verdicts()
         self.continuations = Continuations()
         self.approvals = Approvals()  # an addon of its own too (options, commands): addons() lists it
-        self.answers = Answers(self.counters.ledger, self.toollists, self.continuations)
+        self.answers = Answers(self.counters.ledger, self.toollists, self.continuations, self.verdicts.notify)
         self.calls = CallJudge(self)
         self.responses = ResponseJudge(self)
         self.flows: dict[str, Pending] = {}  # forwarded requests still owed an answer

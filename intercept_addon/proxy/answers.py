@@ -11,6 +11,7 @@ whatever its id.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import http
@@ -32,17 +33,20 @@ def looks_like_json(data: bytes) -> bool:
 
 
 class Answers:
-    def __init__(self, ledger: Ledger, toollists: ToolLists, continuations: Continuations) -> None:
+    def __init__(self, ledger: Ledger, toollists: ToolLists, continuations: Continuations,
+                 notify: Callable[..., None]) -> None:
         self.ledger = ledger
         self.toollists = toollists
         self.continuations = continuations
+        self.notify = notify  # Verdicts.notify: the decision hooks (the decision log) hear of answer rules
 
     def must_judge(self, pending: Pending) -> bool:
         """Must every message be read? While a tools/list is awaited (clients take any answer
         there for theirs), and whenever the policy hides or pins tools: clients match answers by
         id on whatever stream or body they arrive, so any answer may carry another request's
-        tools/list (and a resumed GET stream replays old answers)."""
-        return bool(pending.lists) or self.toollists.watched
+        tools/list (and a resumed GET stream replays old answers). And while a call whose answer
+        the policy rules on (``answers:``) is owed: an answer it cannot read could carry a secret."""
+        return bool(pending.lists) or self.toollists.watched or any(c.ruled for c in pending.calls.values())
 
     def payload(self, flow: http.HTTPFlow, pending: Pending, data: bytes, *, own_stream: bool) -> Any | None:
         """One JSON body or event's data. Returns the value to send instead, or None to pass it
@@ -85,11 +89,16 @@ class Answers:
         if denial is not None:  # the answer to a ping sent in place of a denied call
             return denial
         call = pending.calls.pop(key, None)
+        ruled = None
         if call is not None:
             self._settle(call, msg)
+            ruled = self.toollists.answer_ruled(flow, call, item)  # answers: redact, max bytes, deny_if
+            if ruled is not None:
+                item = ruled[0]
+                self.notify(flow, ruled[1], None)
         served = mcp.listed_tools(item)  # the list object as served: filtering puts a new one in its place
         if not self.toollists.judge(flow, item, pending.caller):
-            return None
+            return item if ruled is not None else None
         hidden = len(served) - len(mcp.listed_tools(item))
         if hidden > 0:  # the flow list's comment says so (proxy/timeline.py)
             flow.metadata["mcp.hidden"] = flow.metadata.get("mcp.hidden", 0) + hidden

@@ -153,11 +153,13 @@ class CallJudge:
         ticket = None
         if decision.reservation is not None and decision.reservation.applied:
             ticket = core.counters.ledger.open(store, decision.reservation)  # type: ignore[arg-type]
-        if ticket is not None or not counted:  # its answer settles it, or may ask for another round
+        ruled = engine.answer_rules(call.name) is not None
+        if ticket is not None or not counted or ruled:  # its answer settles it, may ask again, or is ruled
             meta = (msg.params or {}).get("_meta")
             token = meta.get("progressToken") if isinstance(meta, dict) else None
             pending.calls[id_key(msg.id)] = OwedCall(msg.id, credit, call.name, ticket,  # type: ignore[arg-type]
-                                                     id_key(token) if token is not None else None, arguments)
+                                                     id_key(token) if token is not None else None, arguments,
+                                                     ruled=ruled)
         if decision.kind == "ask" and core.settings.enforcing:  # held, its ticket open, until a person answers
             decision = await core.approvals.ask(flow, decision, who.agent, binding.server, call.arguments)
         core.verdicts.annotate(flow, decision, call.arguments, core.settings)
@@ -171,14 +173,24 @@ class CallJudge:
         (none written: it passes as before). Its counters settle on its answer, as a call's do."""
         core = self.core
         flow.metadata.setdefault("mcp.target", request.key)
-        engine = binding.governed.sections.get(request.section) if binding.governed is not None else None
+        governed = binding.governed
+        if governed is None:
+            return None
+        ruled = request.section != "completion" and governed.engine.answer_rules(None) is not None
+        engine = governed.sections.get(request.section)
         if engine is None:
+            if ruled:  # no rules for the request, some for what it brings back
+                pending.calls[id_key(msg.id)] = OwedCall(msg.id, who.agent, request.key, None,  # type: ignore[arg-type]
+                                                         section=request.section, ruled=True)
             return None
         decision = await engine.evaluate(Call(who.agent, request.key, request.arguments, who.user, who.claims,
                                               who.mcp_session, binding.server), core.counters.store)  # type: ignore[arg-type]
+        ticket = None
         if decision.reservation is not None and decision.reservation.applied:
             ticket = core.counters.ledger.open(core.counters.store, decision.reservation)  # type: ignore[arg-type]
-            pending.calls[id_key(msg.id)] = OwedCall(msg.id, who.agent, request.key, ticket)  # type: ignore[arg-type]
+        if ticket is not None or ruled:
+            pending.calls[id_key(msg.id)] = OwedCall(msg.id, who.agent, request.key, ticket,  # type: ignore[arg-type]
+                                                     section=request.section, ruled=ruled)
         core.verdicts.annotate(flow, decision, request.arguments, core.settings)
         if decision.allowed or not core.settings.enforcing:
             return None

@@ -21,6 +21,8 @@ class OwedCall:
     ticket: Ticket | None  # None: a retry judged without counting, watched for a further round
     progress: Any = None  # id_key of its progressToken: progress for it means it began
     arguments: str = ""  # continuations.arguments_key: a retry's credit is for these arguments only
+    section: str = ""  # "" for tools/call; resources or prompts for a read or a get (answers: rules)
+    ruled: bool = False  # the policy has answers: rules for it, so its answer must be read
 
 
 @dataclass(slots=True)

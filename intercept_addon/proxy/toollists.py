@@ -123,6 +123,30 @@ class ToolLists:
         return mcp.filter_tools(msg, lambda name: hidden(name)
                                 or (hide and watch.changed(name, pins.tools) is not None))
 
+    def answer_ruled(self, flow: http.HTTPFlow, call: Any, item: dict[str, Any]) -> tuple[dict[str, Any], Decision] | None:
+        """A call's answer under the policy's ``answers`` rules: (the message to send instead, the
+        decision the log records), or None. Errors pass as they are: they carry no result."""
+        key = mcp.member_key(item, "result")
+        result = item.get(key) if key is not None else None
+        if not isinstance(result, dict):
+            return None
+        engine = self.servers.of_answer(flow).engine
+        rules = engine.answer_rules(None if call.section else call.tool) if engine is not None else None
+        if rules is None:
+            return None
+        what = f"{call.section.rstrip('s')} {call.tool}" if call.section else f"tool {call.tool}"
+        outcome = rules.apply(result, what)
+        if outcome is None:
+            return None
+        flow.metadata["mcp.answer_rule"] = outcome.what
+        note = f"ANSWER {call.tool}: {outcome.what}"
+        flow.comment = f"{flow.comment}; {note}" if flow.comment else note
+        if outcome.replaced:
+            flow.marked = ":no_entry:"
+        message = outcome.result["content"][0]["text"] if outcome.replaced else f"{what}: {outcome.what}"
+        return {**item, key: outcome.result}, Decision(not outcome.replaced, call.tool, "answer",
+                                                        f"answers: {outcome.what}", message)
+
     def schema_decision(self, flow: http.HTTPFlow, binding: Binding, tool: str, arguments: Any) -> Decision | None:
         """A denial for arguments that do not match the schema the server published (``arguments: schema``)."""
         engine = binding.engine
