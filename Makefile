@@ -37,6 +37,8 @@ bench: $(VENV)/.installed system-deps  ## engine, state stores (Redis too), prox
 	$(PY) bench/bench_proxy.py
 	$(PY) bench/bench_tokens.py
 	$(PY) bench/bench_local_process.py
+	$(PY) bench/bench_arguments.py
+	$(PY) bench/bench_stdio.py
 
 FUZZ_SECONDS ?= 300
 fuzz: $(VENV)/.installed  ## longer atheris runs than the test suite's (FUZZ_SECONDS per target)
