@@ -117,10 +117,13 @@ class Policy(StrictModel):
     arguments: Literal["schema"] | None = None
     # Our extension: rules on every answer of tools/call, resources/read, prompts/get (policy/answer_rules.py).
     answers: AnswerRules | None = None
-    # Our extension: rules for resources/read, prompts/get, completion/complete (policy/sections.py).
+    # Our extension: rules for resources/read, prompts/get, completion/complete, and the server's
+    # sampling/createMessage and elicitation/create (policy/sections.py).
     resources: Section | None = None
     prompts: Section | None = None
     completion: Section | None = None
+    sampling: Section | None = None  # requests the server sends the client
+    elicitation: Section | None = None
     # Our extension: the servers this policy governs (policy/servers.py); None: the fallback.
     servers: list[ServerPattern] | None = None
 

@@ -12,6 +12,10 @@ absent unless written, so an existing policy means what it always meant::
       hide: [admin_prompt]
     completion:                # completion/complete: rules for every request; args.ref, args.argument
       rules: [{action: allow, rate_limit: {max: 60, window: 60}}]
+    sampling:                  # the server's sampling/createMessage (it spends the user's tokens)
+      rules: [{action: allow, rate_limit: {max: 5, window: 60}}]   # args.maxTokens, args.messages
+    elicitation:               # the server's elicitation/create; args.message, args.requestedSchema
+      rules: [{action: deny, reason: "no forms from this server"}]
 
 ``rules`` apply to every request of the section (like a ``"*"`` key), ``match`` keys to some.
 Each section is compiled into a policy of its own for the engine, with its counters in a
@@ -28,8 +32,9 @@ from pydantic import Field, PrivateAttr, StrictStr, ValidationError, model_valid
 from intercept_addon.policy.rules import Rule
 from intercept_addon.policy.validation import StrictModel, raise_errors, reraise
 
-SECTIONS = ("resources", "prompts", "completion")
-NOUNS = {"resources": "resource", "prompts": "prompt", "completion": "completion"}
+SECTIONS = ("resources", "prompts", "completion", "sampling", "elicitation")
+NOUNS = {"resources": "resource", "prompts": "prompt", "completion": "completion",
+         "sampling": "sampling request", "elicitation": "elicitation request"}
 
 
 class Section(StrictModel):

@@ -31,6 +31,7 @@ from intercept_addon.proxy.legacy_streams import LegacyStream, LegacyStreams
 from intercept_addon.proxy.pending import Pending
 from intercept_addon.proxy.policy_sources import PolicySources
 from intercept_addon.proxy.responses import ResponseJudge
+from intercept_addon.proxy.server_requests import ServerRequests, post_to_server
 from intercept_addon.proxy.settings import Settings
 from intercept_addon.proxy.streams import fail_response
 from intercept_addon.proxy.tokens import TokenVerifier
@@ -54,7 +55,10 @@ class InterceptAddon:
         self.verdicts = Verdicts()
         self.continuations = Continuations()
         self.approvals = Approvals()  # an addon of its own too (options, commands): addons() lists it
-        self.answers = Answers(self.counters.ledger, self.toollists, self.continuations, self.verdicts.notify)
+        self.server_requests = ServerRequests(self.counters.ledger, self.toollists, lambda: self.counters.store,
+                                              self.verdicts.notify, post_to_server)
+        self.answers = Answers(self.counters.ledger, self.toollists, self.continuations, self.verdicts.notify,
+                               self.server_requests)
         self.calls = CallJudge(self)
         self.responses = ResponseJudge(self)
         self.flows: dict[str, Pending] = {}  # forwarded requests still owed an answer

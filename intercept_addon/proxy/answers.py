@@ -18,6 +18,7 @@ from mitmproxy import http
 
 from intercept_addon.proxy.continuations import Continuations, is_interim
 from intercept_addon.proxy.pending import OwedCall, Pending
+from intercept_addon.proxy.server_requests import ServerRequests
 from intercept_addon.proxy.toollists import ToolLists
 from intercept_addon.state.ledger import Ledger, refundable_error
 from intercept_addon.wire import jsonrpc, mcp
@@ -34,11 +35,12 @@ def looks_like_json(data: bytes) -> bool:
 
 class Answers:
     def __init__(self, ledger: Ledger, toollists: ToolLists, continuations: Continuations,
-                 notify: Callable[..., None]) -> None:
+                 notify: Callable[..., None], server_requests: ServerRequests) -> None:
         self.ledger = ledger
         self.toollists = toollists
         self.continuations = continuations
         self.notify = notify  # Verdicts.notify: the decision hooks (the decision log) hear of answer rules
+        self.server_requests = server_requests
 
     def must_judge(self, pending: Pending) -> bool:
         """Must every message be read? While a tools/list is awaited (clients take any answer
@@ -82,20 +84,23 @@ class Answers:
             return None  # it answers nothing: whatever it owes stays owed
         if msg.kind != "response":
             self._began(pending, msg, own_stream)
-            return None
+            return self.server_requests.request(flow, msg, pending.caller)  # sampling, elicitation
         key = id_key(msg.id)
         pending.lists.pop(key, None)
         denial = pending.denials.pop(key, None)
         if denial is not None:  # the answer to a ping sent in place of a denied call
             return denial
         call = pending.calls.pop(key, None)
-        ruled = None
         if call is not None:
             self._settle(call, msg)
-            ruled = self.toollists.answer_ruled(flow, call, item)  # answers: redact, max bytes, deny_if
-            if ruled is not None:
-                item = ruled[0]
-                self.notify(flow, ruled[1], None)
+        if is_interim(msg.body.get("result")):  # 2026-07-28: what the server asks the client for
+            denied = self.server_requests.interim(flow, item, pending.caller)
+            if denied is not None:
+                return denied
+        ruled = self.toollists.answer_ruled(flow, call, item) if call is not None else None  # answers: rules
+        if ruled is not None:
+            item = ruled[0]
+            self.notify(flow, ruled[1], None)
         served = mcp.listed_tools(item)  # the list object as served: filtering puts a new one in its place
         if not self.toollists.judge(flow, item, pending.caller):
             return item if ruled is not None else None

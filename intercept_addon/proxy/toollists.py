@@ -48,6 +48,12 @@ class ToolLists:
         self.coverage.use(self.servers)
 
     @property
+    def _rules_server_requests(self) -> bool:
+        """Does a policy judge what servers ask of clients (sampling, elicitation)? Then every
+        answer is read: such a request may come on any stream."""
+        return any(name in g.sections for g in self.servers.policies for name in ("sampling", "elicitation"))
+
+    @property
     def _hides_sections(self) -> bool:
         return any(e.policy.hide for g in self.servers.policies for e in g.sections.values())
 
@@ -66,7 +72,7 @@ class ToolLists:
     def watched(self) -> bool:
         """Does any policy change or judge tools/list answers (hidden tools, tools denied outright
         with ``hide_denied``, pinned definitions)?"""
-        return self._hides_sections or any(bool(e.policy.hide) or e.policy.hide_denied or e.policy.fingerprints is not None
+        return self._hides_sections or self._rules_server_requests or any(bool(e.policy.hide) or e.policy.hide_denied or e.policy.fingerprints is not None
                                            for e in self.servers.engines)
 
     @property

@@ -189,6 +189,16 @@ def add_content(server: MCPServer, ran: Any) -> None:
         ran("prompt", name="admin_prompt")
         return "You are root."
 
+    @server.tool()
+    async def ask_model(question: str, ctx: Context) -> str:
+        """Asks the client's model (sampling/createMessage)."""
+        from mcp.types import SamplingMessage, TextContent
+
+        ran("ask_model", question=question)
+        answer = await ctx.session.create_message(
+            [SamplingMessage(role="user", content=TextContent(type="text", text=question))], max_tokens=50)
+        return f"the model said: {answer.content.text}"
+
     @server.completion()
     async def complete(ref: Any, argument: Any, context: Any) -> Any:
         from mcp.types import Completion
