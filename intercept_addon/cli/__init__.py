@@ -9,16 +9,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from intercept_addon import scan
-from intercept_addon.cli import approvals, script_path
-from intercept_addon.policy import coverage
-from intercept_addon.policy.file import PolicyError, files_of, load_policy
-from intercept_addon.policy.model import Policy
-from intercept_addon.policy.servers import Named, check_set
+from typing import TYPE_CHECKING, Any
+
 from intercept_addon.stdio import command as stdio_command
+
+if TYPE_CHECKING:
+    from intercept_addon import scan
+    from intercept_addon.policy.model import Policy
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from intercept_addon import scan
+    from intercept_addon.policy.file import PolicyError, files_of, load_policy
+    from intercept_addon.policy.servers import Named, check_set
+
     listing = None
     if args.server is not None:
         try:
@@ -55,6 +59,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _report_coverage(path: str, policy: Policy, listing: scan.Listing) -> bool:
     """Print what ``policy`` names that the listed server does not have; True if anything."""
+    from intercept_addon import scan
+    from intercept_addon.policy import coverage
+
     server = scan.public_url(listing.url)
     lines = coverage.compare(policy, listing.tools).lines(server)
     found = f"{len(lines)} finding{'s' if len(lines) != 1 else ''}" if lines else "every policy key and argument matches"
@@ -75,10 +82,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="intercept-addon", description="Policy tools for the intercept-addon mitmproxy addon."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    from intercept_addon import scan
+    from intercept_addon.cli import approvals, script_path
+
+    parser, sub = _parser()
     validate = sub.add_parser("validate", help="check policy files (or directories of them, as intercept_policy "
                                                 "takes them); print every error with FILE:LINE:COL")
     validate.add_argument("files", nargs="+", metavar="FILE|DIR")
@@ -104,8 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parser() -> tuple[argparse.ArgumentParser, Any]:
+    parser = argparse.ArgumentParser(
+        prog="intercept-addon", description="Policy tools for the intercept-addon mitmproxy addon."
+    )
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["stdio"]:  # an agent waits for this one: start the proxy before importing the rest
+        parser, sub = _parser()
+        stdio_command.add_parser(sub)
+    else:
+        parser = build_parser()
+    args = parser.parse_args(words)
     return args.run(args)
 
 
