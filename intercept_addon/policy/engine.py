@@ -219,6 +219,9 @@ class Engine:
         self._folded_keys = ({fold(k) for k in self._exact}, [fold(p) for p, _ in self._globs])
         self._match_cache: dict[str, tuple[bool, tuple[CompiledRule, ...]]] = {}
         self._answers: dict[str | None, CompiledAnswers | None] = {}
+        schema_keys = [key for key, t in policy.tools.items() if t.arguments == "schema"]
+        self._schema_exact = {k for k in schema_keys if not is_glob(k) and k != "*"}
+        self._schema_globs = [k for k in schema_keys if is_glob(k) or k == "*"]  # fnmatch("*") matches all
 
     def _compile(self, key: str, index: int, rule: Rule) -> CompiledRule:
         counter, limit_idx = _counter_of(key, rule)
@@ -284,10 +287,9 @@ class Engine:
     def checks_arguments(self, tool: str) -> bool:
         """Are this tool's arguments checked against its server's inputSchema (``arguments: schema``
         at the top, or on a key that matches the tool)?"""
-        if self.policy.arguments == "schema":
+        if self.policy.arguments == "schema" or tool in self._schema_exact:
             return True
-        return any(t.arguments == "schema" and (key == tool or key == "*" or (is_glob(key) and fnmatch.fnmatchcase(tool, key)))
-                   for key, t in self.policy.tools.items())
+        return bool(self._schema_globs) and any(fnmatch.fnmatchcase(tool, g) for g in self._schema_globs)
 
     # -- evaluation ------------------------------------------------------------------------
 

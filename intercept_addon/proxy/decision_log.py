@@ -110,6 +110,7 @@ class DecisionLog:
         self.path: Path | None = None
         self._file: _LogFile | None = None
         self._redact: frozenset[str] = frozenset()
+        self._with_args = False  # intercept_log_args, read once per configure
         intercept.decision_hooks.append(self.record)
 
     def load(self, loader: Any) -> None:
@@ -129,6 +130,7 @@ class DecisionLog:
             raise exceptions.OptionsError("intercept_log_max_bytes must be 0 (no rotation) or positive")
         if "intercept_log_keep" in updated and opts.intercept_log_keep < 1:
             raise exceptions.OptionsError("intercept_log_keep must be at least 1")
+        self._with_args = opts.intercept_log_args
         if "intercept_log_redact" in updated:
             self._redact = frozenset(k.strip().lower() for k in opts.intercept_log_redact.split(",") if k.strip())
         if updated & {"intercept_log", "intercept_log_max_bytes", "intercept_log_keep", "confdir"}:
@@ -196,6 +198,6 @@ class DecisionLog:
         if arguments is not None:
             shown = redact(arguments, self._redact)
             entry["args_sha256"] = args_digest(shown)
-            if ctx.options.intercept_log_args:
+            if self._with_args:
                 entry["arguments"] = shown
         return entry

@@ -157,7 +157,7 @@ class ToolLists:
         """A denial for arguments that do not match the schema the server published (``arguments: schema``)."""
         engine = binding.engine
         assert engine is not None
-        if engine.is_hidden(tool) or not engine.checks_arguments(tool):
+        if not engine.checks_arguments(tool) or engine.is_hidden(tool):
             return None  # a hidden tool is denied as unknown by the engine, its schema never shown
         return self.published.decision(server_key(flow, binding), tool, arguments)
 
