@@ -16,7 +16,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from intercept_addon.proxy.continuations import Continuations, is_interim
+from intercept_addon.proxy.continuations import Continuations, arguments_key, is_interim
 from intercept_addon.proxy.pending import OwedCall, Pending
 from intercept_addon.proxy.server_requests import ServerRequests
 from intercept_addon.proxy.toollists import ToolLists
@@ -121,7 +121,8 @@ class Answers:
         error = msg.body.get("error")
         result = msg.body.get("result")
         if is_interim(result):
-            self.continuations.grant(call.identity, call.tool, call.arguments, result)  # the unit is spent for the whole call
+            # the unit is spent for the whole call
+            self.continuations.grant(call.identity, call.tool, arguments_key(call.arguments or {}), result)
         if call.ticket is None:
             return
         code = error.get("code") if isinstance(error, dict) else None

@@ -143,9 +143,8 @@ class CallJudge:
             flow.metadata["mcp.decision"] = "inspect"
             return None
         is_retry, state = retry_state(msg.params)
-        arguments = arguments_key(call.arguments)
         credit = f"{binding.server}{SERVER_SEP}{who.agent}" if binding.server else who.agent  # one server's credits
-        counted = not (is_retry and core.continuations.take(credit, call.name, arguments, state))
+        counted = not (is_retry and core.continuations.take(credit, call.name, arguments_key(call.arguments), state))
         decision = core.toollists.pin_decision(flow, binding, call.name) \
             or core.toollists.schema_decision(flow, binding, call.name, call.arguments) or await engine.evaluate(
             Call(who.agent, call.name, call.arguments, who.user, who.claims, who.mcp_session, binding.server),
@@ -158,7 +157,7 @@ class CallJudge:
             meta = (msg.params or {}).get("_meta")
             token = meta.get("progressToken") if isinstance(meta, dict) else None
             pending.calls[id_key(msg.id)] = OwedCall(msg.id, credit, call.name, ticket,  # type: ignore[arg-type]
-                                                     id_key(token) if token is not None else None, arguments,
+                                                     id_key(token) if token is not None else None, call.arguments,
                                                      ruled=ruled)
         if decision.kind == "ask" and core.settings.enforcing:  # held, its ticket open, until a person answers
             decision = await core.approvals.ask(flow, decision, who.agent, binding.server, call.arguments)

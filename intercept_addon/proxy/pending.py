@@ -20,7 +20,7 @@ class OwedCall:
     tool: str
     ticket: Ticket | None  # None: a retry judged without counting, watched for a further round
     progress: Any = None  # id_key of its progressToken: progress for it means it began
-    arguments: str = ""  # continuations.arguments_key: a retry's credit is for these arguments only
+    arguments: Any = None  # the call's arguments: an interim answer's credit is for these only (hashed then)
     section: str = ""  # "" for tools/call; resources or prompts for a read or a get (answers: rules)
     ruled: bool = False  # the policy has answers: rules for it, so its answer must be read
 
