@@ -17,6 +17,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -173,12 +174,23 @@ async def test_held_calls_answered_in_mitmweb(sora_web, browser, tmp_path: Path)
     assert all(f["comment"].endswith(" (agent-header:agent-ask)") for f in flows), [f["comment"] for f in flows]
     await search.fill("~comment agent-ask")  # everything the agent did
     await expect(rows).to_have_count(len(flows))
-    decisions = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    decisions = await logged(tmp_path / "decisions.jsonl", asked=5)
     asked = [(d["decision"], d["asked"]["by"]) for d in decisions if "asked" in d]
     assert asked[:4] == [("allow", "mitmweb"), ("deny", "mitmweb"), ("deny", "nobody (timeout)"),
                          ("allow", "intercept.approve")]
     assert asked[4][1].startswith("intercept.approve (earlier, until ")
     assert not any("asked" in d for d in decisions if d["args_sha256"] == decisions[0]["args_sha256"])
+
+
+async def logged(path: Path, *, asked: int) -> list[dict]:
+    """The decision log once it holds ``asked`` answered asks (it reaches its file within 0.2 s
+    of a decision; at most 5 s are waited)."""
+    deadline = time.monotonic() + 5
+    while True:
+        decisions = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        if sum("asked" in d for d in decisions) >= asked or time.monotonic() > deadline:
+            return decisions
+        await asyncio.sleep(0.1)
 
 
 def approvals_cli(web_port: int, token: str, *args: str) -> str:
@@ -214,6 +226,6 @@ async def test_held_calls_answered_from_a_terminal(sora_web, tmp_path: Path):
         assert (await call).allowed
         assert (await demo.call_tool(client, 3, "cli", TOOL, video(15, 2))).allowed  # not asked again
         assert demo.videos_count(fake_url) == 2
-    decisions = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     user = f"cli:{getpass.getuser()}"
-    assert [d["asked"]["by"] for d in decisions][:2] == [user, user]
+    decisions = await logged(tmp_path / "decisions.jsonl", asked=2)
+    assert [d["asked"]["by"] for d in decisions if "asked" in d][:2] == [user, user]
