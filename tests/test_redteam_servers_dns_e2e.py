@@ -17,10 +17,6 @@ from test_redteam_servers_e2e import DENY_DELETE, post, procs, target_log  # noq
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the binding resolves the host itself (proxy/resolver.py, cached 30 s) and mitmproxy "
-                          "resolves it again to connect: a name answering differently is judged at one address "
-                          "and sent to another")
 async def test_the_address_judged_is_the_address_connected(tmp_path, procs):  # noqa: F811
     port, log = target_log(tmp_path, procs)
     policies = tmp_path / "policies"

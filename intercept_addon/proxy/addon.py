@@ -131,6 +131,9 @@ class InterceptAddon:
             await self.tokens.close()
         await self.counters.close()
 
+    async def server_connect(self, data: Any) -> None:
+        await self.toollists.servers.pin(data.server)  # the address judged is the address connected
+
     def client_disconnected(self, client: Any) -> None:
         self.identities.processes.forget(client)
 

@@ -25,6 +25,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mitmproxy import exceptions, http
 
@@ -158,9 +159,29 @@ class ServerBindings:
     def _classic(self) -> Binding:
         return Binding("", self.policies[0]) if self.policies else CLASSIC_NONE
 
+    async def pin(self, server: Any) -> None:
+        """Before mitmproxy connects (``server_connect``): connect to an address the binding judged,
+        not to whatever a second lookup of the name gives (a rebinding DNS name answers each
+        lookup differently). The name stays the TLS SNI."""
+        if not self.bound or server.address is None:
+            return
+        host, port = server.address
+        if is_ip(canonical_host(host)):
+            return
+        judged = await self.resolver.resolve(canonical_host(host))
+        if judged:
+            if server.sni is None:
+                server.sni = host
+            server.address = (preferred(judged), port)
+
     async def _bind(self, flow: http.HTTPFlow) -> Binding:
         claims = self._claims(flow)
-        target = await self.resolver.addresses([flow.request.host])
+        conn, req = flow.server_conn, flow.request
+        peer = conn.peername if conn is not None and conn.address == (req.host, req.port) else None
+        if peer:  # a connection to this host already open: the address it goes to, not a new lookup
+            target = frozenset([canonical_host(str(peer[0]))])
+        else:
+            target = await self.resolver.addresses([req.host])
         await asyncio.gather(*(self.resolver.resolve(canonical_host(c)) for c in claims if not is_ip(canonical_host(c))),
                              *(self.resolver.resolve(host) for host in self._pattern_hosts))
         return self._match(flow, claims, target)
@@ -192,7 +213,7 @@ class ServerBindings:
             return Binding(self._name(req, found, sources[0]), self._by_pattern[next(iter(found))[1]])
         # An unnamed server is counted under one name however it is spelled: the lowest address of
         # the host the proxy connects to (never a claimed name).
-        origin = server_url(req.scheme, min(target) if target else req.host, req.port, "/").origin
+        origin = server_url(req.scheme, preferred(target) if target else req.host, req.port, "/").origin
         governed = self._unnamed_policy()
         if governed is None and self.unnamed == "deny":
             raise _refused(f"server {shown(origin)} is named by no policy (intercept_unnamed_server=deny)", 403)
@@ -259,6 +280,11 @@ class ServerBindings:
             lines.append(f"  {g.source}: {names}")
         mode = "the fallback policy (reverse mode)" if self.reverse else self.unnamed
         return ["servers:", *lines, f"  unnamed servers: {mode}; seen: {', '.join(self._warned) or 'none'}"]
+
+
+def preferred(addresses: frozenset[str]) -> str:
+    """The address to connect to, and to name an unnamed server by: IPv4 first, then the lowest."""
+    return min(addresses, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
 
 
 def _idle_fallback(policies: list[Governed], unnamed: str, reverse: bool) -> tuple[str, str] | None:
