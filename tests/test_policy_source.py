@@ -15,6 +15,7 @@ from mitmproxy import exceptions
 from conftest import TEST_POLICY
 from intercept_addon.policy.model import Policy
 from intercept_addon.proxy.policy_source import PolicySource
+from intercept_addon.proxy.policy_sources import PolicySources
 
 DENY_ECHO = TEST_POLICY + "  echo:\n    rules:\n      - {name: no echo, action: deny}\n"
 BAD = TEST_POLICY.replace("op: lte", "op: lessthan")
@@ -203,15 +204,17 @@ def test_reload_applies_now(source: PolicySource, applied: Applied, policy_file:
 
 async def test_the_watcher_applies_changes_and_survives_errors(policy_file: Path,
                                                                caplog: pytest.LogCaptureFixture):
-    applied = Applied()
+    """The watch loop (PolicySources, over every file) keeps going when applying a change fails."""
+    applied: list[Policy | None] = []
     failures = [RuntimeError("apply failed once")]
 
-    def apply(policy: Policy | None) -> None:
+    def apply(policies: dict[str, Policy] | None) -> None:
+        policy = next(iter(policies.values())) if policies else None
         if failures and policy is not None and "echo" in policy.tools:
             raise failures.pop()
         applied.append(policy)
 
-    source = PolicySource(apply, poll_seconds=0.01)
+    source = PolicySources(apply, poll_seconds=0.01)
     source.configure(str(policy_file))
     source.start()
     try:

@@ -14,12 +14,9 @@ rename (write a temporary file, then ``mv`` it over the policy) is never seen ha
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import os
-import traceback
 from collections.abc import Callable
 
 from mitmproxy import exceptions
@@ -34,7 +31,8 @@ Seen = tuple[str, str]  # (resolved path, SHA-256 of the bytes)
 
 
 class PolicySource:
-    """The policy file: loaded once at start, then reloaded when its content changes and has settled.
+    """One policy file: loaded once at start, then reloaded when its content changes and has
+    settled (``poll``, called every ``poll_seconds`` by PolicySources).
 
     ``apply(policy)`` puts a policy in force; ``apply(None)`` means no policy (inspect only).
     ``apply`` may refuse a policy by raising PolicyError (it does not fit with the others in
@@ -49,7 +47,6 @@ class PolicySource:
         self._waiting: Seen | None = None  # a change seen once, applied if the next poll sees it again
         self._refused: Seen | None = None  # an invalid content already reported
         self._unreadable = False  # an unreadable file already reported
-        self._task: asyncio.Task[None] | None = None
 
     # -- called by the addon -----------------------------------------------------------------
 
@@ -87,29 +84,7 @@ class PolicySource:
             return False
         return self._load(seen, raw)
 
-    def start(self) -> None:
-        """Start watching the file (from the addon's ``running``)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._watch())
-
-    async def stop(self) -> None:
-        """Stop watching (from the addon's ``done``)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    # -- watching ----------------------------------------------------------------------------
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_seconds)
-            try:
-                self.poll()
-            except Exception:  # a watcher that died would leave an edited policy silently unapplied
-                log.error(f"intercept: error while watching policy {self.path}, still watching:\n"
-                          f"{traceback.format_exc()}")
+    # -- watching (PolicySources polls every file) --------------------------------------------
 
     def poll(self) -> None:
         """One look at the file: note a change, or apply one that has settled since the last look."""
