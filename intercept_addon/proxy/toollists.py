@@ -34,6 +34,7 @@ class ToolLists:
         self.servers = ServerBindings()
         self.coverage = PolicyCoverage()
         self.published = PublishedTools()  # the schemas ``arguments: schema`` checks against
+        self.watched = self.per_caller = self._hides_sections = False  # set by ``use``
         # server -> (the pins judged against, tools last served with another definition)
         self._pins: OrderedDict[str, tuple[Any, fingerprint.PinWatch]] = OrderedDict()
 
@@ -46,16 +47,16 @@ class ToolLists:
             governed.append(kept if kept is not None and kept.policy == policy else compiled(source, policy))
         self.servers.use(governed)
         self.coverage.use(self.servers)
-
-    @property
-    def _rules_server_requests(self) -> bool:
-        """Does a policy judge what servers ask of clients (sampling, elicitation)? Then every
-        answer is read: such a request may come on any stream."""
-        return any(name in g.sections for g in self.servers.policies for name in ("sampling", "elicitation"))
-
-    @property
-    def _hides_sections(self) -> bool:
-        return any(e.policy.hide for g in self.servers.policies for e in g.sections.values())
+        engines = [g.engine for g in governed]
+        sections = [e for g in governed for e in g.sections.values()]
+        # Read on every request and answer: worked out once per set of policies.
+        self._hides_sections = any(e.policy.hide for e in sections)
+        # Does any policy change or judge tools/list answers (hidden tools, hide_denied, pins), hide
+        # other lists, or judge what servers ask of clients (such a request may come on any stream)?
+        self.watched = self._hides_sections or any(
+            "sampling" in g.sections or "elicitation" in g.sections for g in governed) or any(
+            bool(e.policy.hide) or e.policy.hide_denied or e.policy.fingerprints is not None for e in engines)
+        self.per_caller = any(e.policy.hide_denied for e in engines)  # tools/list filtered per caller
 
     def _other_list(self, flow: http.HTTPFlow, msg: dict[str, Any]) -> bool:
         """Hidden resources, resource templates and prompts dropped from their lists."""
@@ -67,18 +68,6 @@ class ToolLists:
     def active(self) -> bool:
         """Is any policy in force?"""
         return bool(self.servers.policies)
-
-    @property
-    def watched(self) -> bool:
-        """Does any policy change or judge tools/list answers (hidden tools, tools denied outright
-        with ``hide_denied``, pinned definitions)?"""
-        return self._hides_sections or self._rules_server_requests or any(bool(e.policy.hide) or e.policy.hide_denied or e.policy.fingerprints is not None
-                                           for e in self.servers.engines)
-
-    @property
-    def per_caller(self) -> bool:
-        """Are tools/list answers filtered per caller (``hide_denied``)?"""
-        return any(e.policy.hide_denied for e in self.servers.engines)
 
     def counter(self, server: str, namespace: str, name: str) -> Any:
         """The counter spec a stored key names (for ``intercept.status``), or None."""
