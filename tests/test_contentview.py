@@ -111,7 +111,7 @@ def streamed(flow: tflow.HTTPFlow, addon: McpViewer, chunks: list[bytes], inner=
     """Run the stream the way mitmproxy's HTTP layer does: each chunk, then b"" at the end."""
     flow.response.stream = inner
     flow.response.data.content = None  # a streamed response has no body of its own
-    addon.responseheaders(flow)
+    addon.streaming(flow)
     out = [flow.response.stream(c) for c in [*chunks, b""]]
     return [piece for o in out for piece in ([o] if isinstance(o, bytes) else o)]
 
@@ -148,9 +148,9 @@ def test_a_stream_cut_by_an_error_keeps_what_arrived(viewer):
     addon, _ = viewer
     flow = mcp_flow(b"", b"", "text/event-stream", ALLOWED_META)
     flow.response.stream = True
-    addon.responseheaders(flow)
+    addon.streaming(flow)
     flow.response.stream(PROGRESS_STREAM[:120])
-    addon.error(flow)
+    addon.cut(flow)
     assert flow.response.raw_content == PROGRESS_STREAM[:120]
 
 
@@ -163,7 +163,7 @@ def test_streams_left_alone(viewer, why):
         tctx.configure(addon, intercept_view_stream_bytes=0)
     flow = mcp_flow(b"", b"", "application/octet-stream" if why == "not an event stream" else "text/event-stream", {})
     flow.response.stream = True
-    addon.responseheaders(flow)
+    addon.streaming(flow)
     assert flow.response.stream is True
 
 

@@ -7,6 +7,11 @@ Components (one concern each): settings (options), PolicySources (the files), To
 policy of each server, hidden tools and pins), Counters (store + ledger), Identities, LegacyStreams,
 CallJudge (requests), ResponseJudge and Answers (what comes back), Verdicts (flow notes,
 replies, decision hooks), Continuations (multi-round-trip calls).
+
+This is the one addon with per-flow hooks: mitmproxy charges every call for each hook it
+dispatches, so the transport guard (UnjudgedTraffic), the flow list's comments (Timeline) and
+the viewer's copy of streams (McpViewer) are called from these hooks, in that order, not
+dispatched to separately.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from intercept_addon.proxy import settings as options
 from intercept_addon.proxy.answers import Answers
 from intercept_addon.proxy.approvals import Approvals
 from intercept_addon.proxy.calls import CallJudge
+from intercept_addon.proxy.contentview import McpViewer
 from intercept_addon.proxy.continuations import Continuations
 from intercept_addon.proxy.counters import Counters
 from intercept_addon.proxy.identity import Identities
@@ -34,8 +40,10 @@ from intercept_addon.proxy.responses import ResponseJudge
 from intercept_addon.proxy.server_requests import ServerRequests, post_to_server
 from intercept_addon.proxy.settings import Settings
 from intercept_addon.proxy.streams import fail_response
+from intercept_addon.proxy.timeline import Timeline
 from intercept_addon.proxy.tokens import TokenVerifier
 from intercept_addon.proxy.toollists import ToolLists
+from intercept_addon.proxy.unjudged import UnjudgedTraffic
 from intercept_addon.proxy.verdicts import Verdicts
 from intercept_addon.wire.jsonrpc import INTERNAL_ERROR, ProtocolError
 
@@ -54,7 +62,11 @@ class InterceptAddon:
         self.legacy = LegacyStreams()
         self.verdicts = Verdicts()
         self.continuations = Continuations()
-        self.approvals = Approvals()  # an addon of its own too (options, commands): addons() lists it
+        # addons of their own too (options, commands, raw layers): addons() lists them
+        self.approvals = Approvals()
+        self.unjudged = UnjudgedTraffic(self)
+        self.viewer = McpViewer()
+        self.timeline = Timeline()
         self.server_requests = ServerRequests(self.counters.ledger, self.toollists, lambda: self.counters.store,
                                               self.verdicts.notify, post_to_server)
         self.answers = Answers(self.counters.ledger, self.toollists, self.continuations, self.verdicts.notify,
@@ -143,20 +155,25 @@ class InterceptAddon:
         if flow.response is not None:
             return
         try:
-            await self.calls.judge(flow)
+            self.unjudged.check_request(flow)
+            if flow.response is None:
+                await self.calls.judge(flow)
         except ProtocolError as exc:
             self.verdicts.refuse(flow, exc, self.settings)  # type: ignore[arg-type]
         except Exception:
             log.error(f"intercept: internal error, request refused:\n{traceback.format_exc()}")
             self.verdicts.refuse(flow, ProtocolError(INTERNAL_ERROR, "internal policy error; the request was "
                                                      "not forwarded", status=500), self.settings)  # type: ignore[arg-type]
+        self.timeline.requested(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         with self._guard(flow, body_to_come=True):
             self.responses.headers(flow)
+        self.viewer.streaming(flow)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         with self._guard(flow):
+            self.unjudged.check_response(flow)
             self._legacy_flow_over(flow)
             pending = self.flows.get(flow.id)
             try:
@@ -164,11 +181,13 @@ class InterceptAddon:
                     await self.responses.body(flow, pending)
             finally:
                 self.responses.end(flow)
+        self.timeline.answered(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         with self._guard(flow, answer=False):
             self._legacy_flow_over(flow)
             self.responses.end(flow)
+        self.viewer.cut(flow)
 
     def _legacy_flow_over(self, flow: http.HTTPFlow) -> None:
         self.stream_callers.pop(flow.id, None)

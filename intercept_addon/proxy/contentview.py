@@ -27,6 +27,7 @@ from intercept_addon.wire.jsonrpc import ProtocolError
 from intercept_addon.wire.sse import SseEvent, SseRewriter
 from intercept_addon.wire.text import escaped
 
+VIEW_STREAM_BYTES = 1024 * 1024  # the default of intercept_view_stream_bytes
 JSON_PRIORITY = 1  # what mitmproxy's JSON view claims for application/json
 MAX_DEPTH = 512  # the nesting the addon accepts in answers
 STREAM_CUT_KEY = "mcp.stream_bytes"  # total bytes of a stream whose kept copy was cut short
@@ -135,28 +136,32 @@ class McpContentview(Contentview):
 class McpViewer:
     """Registers the MCP view and keeps a bounded copy of streamed event streams for it.
 
-    List it after InterceptAddon: its ``responseheaders`` wraps whatever stream callable
-    InterceptAddon installed, and keeps the bytes the client was sent."""
+    It has no per-flow hooks of its own (each one mitmproxy dispatches costs every call): the
+    InterceptAddon's ``responseheaders`` calls :meth:`streaming` once it has installed its own
+    stream callable, which this one wraps, so the bytes kept are the bytes the client was sent."""
 
     name = "intercept_viewer"
 
     def __init__(self) -> None:
         self.view = McpContentview()
         self._kept: dict[str, bytearray] = {}  # flow id -> bytes kept so far, while it streams
+        # intercept_view_stream_bytes, or 0 when mitmproxy keeps streamed bodies itself; read in configure
+        self._limit = VIEW_STREAM_BYTES
 
     def load(self, loader: Any) -> None:
-        loader.add_option("intercept_view_stream_bytes", int, 1024 * 1024,
+        loader.add_option("intercept_view_stream_bytes", int, VIEW_STREAM_BYTES,
                           "Keep the first N bytes of each streamed event-stream response for the flow viewer; 0: none.")
         contentviews.add(self.view)
 
     def configure(self, updated: set[str]) -> None:
         if "intercept_view_stream_bytes" in updated and ctx.options.intercept_view_stream_bytes < 0:
             raise exceptions.OptionsError("intercept_view_stream_bytes must be 0 or positive")
+        self._limit = 0 if ctx.options.store_streamed_bodies else ctx.options.intercept_view_stream_bytes
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        resp = flow.response
-        limit = ctx.options.intercept_view_stream_bytes
-        if resp is None or not resp.stream or ctx.options.store_streamed_bodies or limit <= 0 \
+    def streaming(self, flow: http.HTTPFlow) -> None:
+        """A response's headers are in (and its stream callable installed, if any)."""
+        resp, limit = flow.response, self._limit
+        if resp is None or not resp.stream or limit <= 0 \
                 or "text/event-stream" not in resp.headers.get("content-type", "").lower():
             return
         inner = resp.stream
@@ -177,7 +182,7 @@ class McpViewer:
 
         resp.stream = stream
 
-    def error(self, flow: http.HTTPFlow) -> None:
+    def cut(self, flow: http.HTTPFlow) -> None:
         self._keep(flow)  # a stream cut short never sees its final b"" chunk
 
     def _keep(self, flow: http.HTTPFlow) -> None:

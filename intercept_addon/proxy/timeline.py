@@ -9,7 +9,8 @@ mitmweb's and the console's rows otherwise all read ``POST /mcp``. A decision's 
 
 Every comment ends with the agent, so ``~comment`` finds one agent's flows in mitmweb's search
 box, which knows no ``~meta`` (the console and mitmdump know both). Marks stay for denials
-(⛔) and held calls (✋). Listed after InterceptAddon: its hooks see the decision made.
+(⛔) and held calls (✋). The InterceptAddon's hooks call it once the decision is made; it is
+no addon of its own, so mitmproxy dispatches no hook of its.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ def summary(meta: dict) -> str:
 
 
 class Timeline:
-    name = "intercept_timeline"
-
-    def request(self, flow: http.HTTPFlow) -> None:
+    def requested(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata
         if "mcp.method" not in meta:
             return  # not MCP, or refused before it was read (its comment says so)
@@ -42,7 +41,7 @@ class Timeline:
         if agent and escaped(agent) not in flow.comment:
             flow.comment += f" ({escaped(agent)})"
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def answered(self, flow: http.HTTPFlow) -> None:
         hidden = flow.metadata.get("mcp.hidden")
         if hidden and flow.comment.startswith(LIST) and not flow.comment.startswith(f"{LIST}:"):
             flow.comment = f"{LIST}: {hidden} hidden{flow.comment[len(LIST):]}"

@@ -132,9 +132,9 @@ class UnjudgedTraffic:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:
-            return
+    def check_request(self, flow: http.HTTPFlow) -> None:
+        """Called by the InterceptAddon's request hook, first (this addon has no per-flow hooks:
+        each one mitmproxy dispatches costs every call)."""
         req = flow.request
         if broken_field(req.headers):  # always: what the server reads is not what was judged
             self._answer(flow, 400, BROKEN_FIELD)
@@ -146,7 +146,7 @@ class UnjudgedTraffic:
         elif req.trailers:  # HTTP/2 and 3; always: mitmproxy could not pass them to an HTTP/1 server
             self._answer(flow, 400, trailers.REQUEST_REFUSED)
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def check_response(self, flow: http.HTTPFlow) -> None:
         # A server may switch protocols without being asked (no Upgrade header): the bytes that
         # follow would be relayed unjudged. Refused before mitmproxy switches.
         if flow.response is not None and flow.response.status_code == 101 \

@@ -8,16 +8,13 @@ sys.path, so this directory holds nothing a module name could be shadowed by.
 
 from intercept_addon.proxy.addon import InterceptAddon
 from intercept_addon.proxy.commands import InterceptCommands
-from intercept_addon.proxy.contentview import McpViewer
 from intercept_addon.proxy.decision_log import DecisionLog
-from intercept_addon.proxy.timeline import Timeline
-from intercept_addon.proxy.unjudged import UnjudgedTraffic
 
 
 def addons() -> list:
     """Fresh instances on each call: a script's hot reload gets new addons, not the old ones."""
     intercept = InterceptAddon()
-    # McpViewer after InterceptAddon: it wraps the event-stream callables InterceptAddon installs.
-    # Timeline after InterceptAddon: it comments on the decisions made.
-    return [UnjudgedTraffic(intercept), intercept, intercept.approvals, Timeline(), McpViewer(), DecisionLog(intercept),
+    # Only InterceptAddon has per-flow hooks; it calls the transport guard, the viewer and the
+    # timeline itself. The others declare options and commands (and the guard's raw layers).
+    return [intercept.unjudged, intercept, intercept.approvals, intercept.viewer, DecisionLog(intercept),
             InterceptCommands(intercept)]
