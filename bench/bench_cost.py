@@ -137,8 +137,11 @@ def start_proxy(tmp: Path, name: str, upstream: int, extra: list[str]) -> Proces
 
 
 CONFIGS = {"bare": [], "memory": ["intercept_state=memory"], "sqlite": [],
-           "sqlite-nolog": ["intercept_log=off"], "sqlite-freeze": []}
-SCRIPTS = {"sqlite-freeze": [ROOT / "bench" / "gc_freeze.py"]}  # after the addon's own
+           "sqlite-nolog": ["intercept_log=off"], "sqlite-freeze": [], "hooks": [], "bare-freeze": []}
+SCRIPTS = {"sqlite-freeze": [ROOT / "bench" / "gc_freeze.py"],  # after the addon's own
+           "bare-freeze": [ROOT / "bench" / "gc_freeze.py"],
+           "hooks": [ROOT / "bench" / "hook_floor.py"]}  # no addon: our hooks' shape, doing nothing
+NO_ADDON = {"bare", "hooks", "bare-freeze"}
 
 
 def main() -> int:
@@ -176,9 +179,9 @@ def main() -> int:
             wait_for_port(up, upstream.proc)
             proxies = {}
             for name in names:
-                extra = [] if name == "bare" else ["-s", str(ROOT / "intercept_addon.py"),
+                extra = [] if name in NO_ADDON else ["-s", str(ROOT / "intercept_addon.py"),
                                                    "--set", f"intercept_policy={pol}"]
-                for opt in CONFIGS[name] + ([] if name == "bare" else args.set):
+                for opt in CONFIGS[name] + ([] if name in NO_ADDON else args.set):
                     extra += ["--set", opt]
                 for extra_script in [*SCRIPTS.get(name, []), *args.script]:
                     extra += ["-s", extra_script]
@@ -193,7 +196,7 @@ def main() -> int:
                     agents=args.agents, script=script))
 
             def main_load(name: str, seconds: int) -> dict:  # --denied: a bare proxy still forwards
-                if args.denied and name != "bare":
+                if args.denied and name not in NO_ADDON:
                     return load(name, seconds, "delete_everything", DENIED)
                 return load(name, seconds)
 
@@ -205,7 +208,7 @@ def main() -> int:
                     rounds[name].append(main_load(name, args.seconds))
             # concurrency 1: latency of allowed calls everywhere, of a denied call on the addon
             lat: dict[str, list[dict]] = {n: [] for n in names}
-            denied: dict[str, list[dict]] = {n: [] for n in names if n != "bare"}
+            denied: dict[str, list[dict]] = {n: [] for n in names if n not in NO_ADDON}
             for r in range(3):
                 for name in names if r % 2 == 0 else names[::-1]:
                     lat[name].append(load(name, args.latency_seconds, conns=1))
