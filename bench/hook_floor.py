@@ -24,10 +24,9 @@ class Shape:
         return None
 
 
-SHAPE = [("unjudged", ("next_layer", "request", "response"), ()),
+SHAPE = [("unjudged", ("next_layer",), ()),
          ("intercept", ("request", "responseheaders", "response", "error", "server_connect", "client_disconnected"),
           ("request", "response", "server_connect")),
-         ("approvals", (), ()), ("timeline", ("request", "response"), ()), ("viewer", ("responseheaders", "error"), ()),
-         ("decision_log", (), ()), ("commands", (), ())]
+         ("approvals", (), ()), ("viewer", (), ()), ("decision_log", (), ()), ("commands", (), ())]
 
 addons = [Shape(*s) for s in SHAPE]
