@@ -529,3 +529,34 @@ def test_a_lone_case_variant_of_a_named_key_is_ambiguous(arguments, path):
 def test_an_absent_key_without_variants_is_missing():
     assert resolve({"other": 1}, ("amount",)) is MISSING
     assert resolve({"amount": 1, "Amount": 2}, ("amount",)) == 1  # both present: the parser refuses such bodies
+
+
+# -- regex_found: RE2 asked directly gives the module's search answer ------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from intercept_addon.policy import values  # noqa: E402
+from intercept_addon.policy.values import compile_regex, regex_found  # noqa: E402
+
+_PATTERNS = ["^[ -~]{1,200}$", "a|b", "(x)(y)?z", "^$", "é+", "\\d{3}-\\d{4}", "(?i)DROP\\s+TABLE", "", "[^a]$",
+             "\\bword\\b", "^\\p{Greek}+$"]
+
+
+def test_regex_found_asks_re2_directly():
+    assert values._DIRECT  # the fast path is the one in use with this google-re2
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(_PATTERNS), st.text(alphabet=st.sampled_from("abxyzé 0123456789-DROPtableαβ\n\x00"), max_size=40))
+def test_regex_found_equals_search(pattern, text):
+    compiled = compile_regex(pattern)
+    assert regex_found(compiled, text) == (compiled.search(text) is not None)
+
+
+def test_regex_found_refuses_a_lone_surrogate_as_search_does():
+    compiled = compile_regex("a")
+    with pytest.raises(UnicodeEncodeError):
+        compiled.search("\ud800a")
+    with pytest.raises(UnicodeEncodeError):
+        regex_found(compiled, "\ud800a")

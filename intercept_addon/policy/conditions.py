@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from intercept_addon.policy.rules import Condition
-from intercept_addon.policy.values import compile_regex, is_number
+from intercept_addon.policy.values import compile_regex, is_number, regex_found
 from intercept_addon.wire.jsonrpc import fold
 from intercept_addon.wire.text import shown
 
@@ -124,7 +124,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "lte": _numeric(lambda a, e: a <= e),
     "gt": _numeric(lambda a, e: a > e),
     "gte": _numeric(lambda a, e: a >= e),
-    "regex": lambda a, e: isinstance(a, str) and e.search(a) is not None,
+    "regex": lambda a, e: isinstance(a, str) and regex_found(e, a),
     "contains": _contains,
 }
 

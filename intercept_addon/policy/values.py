@@ -51,6 +51,22 @@ def compile_regex(pattern: str) -> Any:
         raise ValueError(str(detail)) from None
 
 
+# RE2 asked directly (the module's own search also maps every group's byte offsets back to
+# str offsets, five times the cost of the match); its search where the internals are not these.
+_DIRECT = hasattr(re2, "_Anchor") and hasattr(re2.compile(""), "_regexp")
+_UNANCHORED = re2._Anchor.UNANCHORED if _DIRECT else None
+_NO_SPAN = (-1, -1)
+
+
+def regex_found(compiled: Any, text: str) -> bool:
+    """``compiled.search(text) is not None`` for a pattern of :func:`compile_regex`: only
+    whether it matches anywhere, which is all a condition asks."""
+    if not _DIRECT:
+        return compiled.search(text) is not None
+    data = text.encode("utf-8")  # as the module encodes (a lone surrogate raises the same)
+    return compiled._regexp.Match(_UNANCHORED, data, 0, len(data))[0] != _NO_SPAN
+
+
 def split_state_path(path: str) -> tuple[str, str]:
     """``state.<ns>.<counter>`` -> (ns, counter); tool names may themselves contain dots."""
     ns, _, counter = path.removeprefix("state.").rpartition(".")
