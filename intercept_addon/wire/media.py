@@ -10,6 +10,8 @@ reader takes for an event (every such line starts with an unquoted word, which J
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 EVENT_STREAM = "text/event-stream"
 JSON = "application/json"
 
@@ -31,6 +33,7 @@ def _one(json_test: bool, sse_test: bool, *, sse_first: bool) -> str | None:
     return "sse" if sse_test else None
 
 
+@lru_cache(maxsize=256)  # a server answers in a handful of types: each read once, not per answer
 def readings(content_type: str | None) -> frozenset[str]:
     """The ways clients read an answer of this type: a subset of {"json", "sse"}."""
     raw = (content_type or "").lower()
