@@ -157,8 +157,10 @@ def _plain(text: str, max_depth: int) -> Any:
         children = item.values() if type(item) is dict else item if type(item) is list else ()
         if type(item) is dict:
             pairs += len(item)
-            if not all(k.isascii() and k.islower() for k in item) and len({fold(k) for k in item}) < len(item):
-                return _DOUBT
+            keys = "".join(item)  # no upper case anywhere in ASCII keys: each folds to itself
+            if not (keys.isascii() and keys.islower()) and len(
+                    {k.lower() for k in item} if keys.isascii() else {fold(k) for k in item}) < len(item):
+                return _DOUBT  # ASCII folds as lower() does (NFKC leaves ASCII alone)
         for child in children:
             kind = type(child)
             if kind is dict or kind is list:
