@@ -4,7 +4,7 @@ script's addons, nested as mitmdump's script loader nests them, with the default
 and the decision log on. No network and no other process, so the figure is steady enough to
 compare one change with the next; bench_cost.py gives the figure that counts (mitmdump's CPU).
 
-    .venv/bin/python bench/bench_hooks.py [--calls 3000] [--rounds 5] [--profile out.prof]
+    .venv/bin/python bench/bench_hooks.py [--calls 3000] [--rounds 5] [--profile out.prof] [--set opt=value]
 
 Printed: CPU microseconds per call for the addon, for an empty master (the flows alone), and
 the difference, the minimum over rounds (noise only ever adds).
@@ -92,7 +92,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     empty.addons.add(Proxyserver())
     addons = runpy.run_path(str(ROOT / "intercept_addon.py"))["addons"]
     with taddons.context(Proxyserver(), Nest([Nest(addons)])) as tctx:
-        tctx.options.update(confdir=str(tmp), intercept_policy=str(pol))
+        tctx.options.update(confdir=str(tmp), intercept_policy=str(pol),
+                            **dict(kv.split("=", 1) for kv in args.set))
         for addon in addons:
             tctx.master.addons.invoke_addon_sync(addon, hooks.ConfigureHook(set(tctx.options.keys())))
         await tctx.master.addons.trigger_event(hooks.RunningHook())
@@ -120,6 +121,7 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=3000)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--profile", help="write a cProfile of one more round here")
+    p.add_argument("--set", action="append", default=[], help="an addon option, e.g. intercept_state=memory")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-hooks-") as tmp:
         asyncio.run(run(args, Path(tmp)))
