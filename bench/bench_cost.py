@@ -10,7 +10,9 @@ fresh id per call, tools/call of a tool with an argument condition and a counter
 
 Configurations: ``bare`` (no addon), ``memory`` (intercept_state=memory), ``sqlite`` (the
 default store), each with the decision log on (its default); also ``sqlite-nolog``
-(intercept_log=off) and ``sqlite-freeze`` (gc.freeze() once running, bench/gc_freeze.py).
+(intercept_log=off), ``sqlite-freeze`` (gc.freeze() once running, bench/gc_freeze.py), ``hooks``
+(no addon: bench/hook_floor.py, our hook shape doing nothing), ``bare-freeze``, and ``baseline``
+(the default store with the addon of another checkout, ``--baseline DIR``: before and after in one run).
 Rounds alternate (A B C, C B A, ...) and the figure is the median over rounds. Then, at
 concurrency 1, the p50 latency of an allowed call through each configuration and of a denied
 call (answered by the proxy), and the CPU one denied call costs (``--denied``: the load rounds
@@ -137,7 +139,7 @@ def start_proxy(tmp: Path, name: str, upstream: int, extra: list[str]) -> Proces
 
 
 CONFIGS = {"bare": [], "memory": ["intercept_state=memory"], "sqlite": [],
-           "sqlite-nolog": ["intercept_log=off"], "sqlite-freeze": [], "hooks": [], "bare-freeze": []}
+           "sqlite-nolog": ["intercept_log=off"], "sqlite-freeze": [], "hooks": [], "bare-freeze": [], "baseline": []}
 SCRIPTS = {"sqlite-freeze": [ROOT / "bench" / "gc_freeze.py"],  # after the addon's own
            "bare-freeze": [ROOT / "bench" / "gc_freeze.py"],
            "hooks": [ROOT / "bench" / "hook_floor.py"]}  # no addon: our hooks' shape, doing nothing
@@ -159,6 +161,8 @@ def main() -> int:
     p.add_argument("--script", action="append", default=[], help="another -s script for every proxy, bare too")
     p.add_argument("--profile", help="configs (comma-separated) to sample with py-spy, one extra round each")
     p.add_argument("--tag", default="")
+    p.add_argument("--baseline", help="another checkout (e.g. a git worktree of an older commit): config "
+                   "'baseline' is the default store with that checkout's addon, to compare in one run")
     args = p.parse_args()
     if shutil.which("wrk") is None:
         p.error("wrk is not installed (apt-get install wrk)")
@@ -179,7 +183,8 @@ def main() -> int:
             wait_for_port(up, upstream.proc)
             proxies = {}
             for name in names:
-                extra = [] if name in NO_ADDON else ["-s", str(ROOT / "intercept_addon.py"),
+                root = Path(args.baseline) if name == "baseline" else ROOT
+                extra = [] if name in NO_ADDON else ["-s", str(root / "intercept_addon.py"),
                                                    "--set", f"intercept_policy={pol}"]
                 for opt in CONFIGS[name] + ([] if name in NO_ADDON else args.set):
                     extra += ["--set", opt]
