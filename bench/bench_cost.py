@@ -10,8 +10,9 @@ fresh id per call, tools/call of a tool with an argument condition and a counter
 
 Configurations: ``bare`` (no addon), ``memory`` (intercept_state=memory), ``sqlite`` (the
 default store), each with the decision log on (its default); also ``sqlite-nolog``
-(intercept_log=off), ``sqlite-freeze`` (gc.freeze() once running, bench/gc_freeze.py), ``hooks``
-(no addon: bench/hook_floor.py, our hook shape doing nothing), ``bare-freeze``, and ``baseline``
+(intercept_log=off), ``sqlite-nofreeze`` (intercept_gc_freeze=false), ``hooks`` (no addon:
+bench/hook_floor.py, our hook shape doing nothing), ``bare-freeze`` (bare, with gc.freeze() once
+running, bench/gc_freeze.py), and ``baseline``
 (the default store with the addon of another checkout, ``--baseline DIR``: before and after in one run).
 Rounds alternate (A B C, C B A, ...) and the figure is the median over rounds. Then, at
 concurrency 1, the p50 latency of an allowed call through each configuration and of a denied
@@ -139,9 +140,9 @@ def start_proxy(tmp: Path, name: str, upstream: int, extra: list[str]) -> Proces
 
 
 CONFIGS = {"bare": [], "memory": ["intercept_state=memory"], "sqlite": [],
-           "sqlite-nolog": ["intercept_log=off"], "sqlite-freeze": [], "hooks": [], "bare-freeze": [], "baseline": []}
-SCRIPTS = {"sqlite-freeze": [ROOT / "bench" / "gc_freeze.py"],  # after the addon's own
-           "bare-freeze": [ROOT / "bench" / "gc_freeze.py"],
+           "sqlite-nolog": ["intercept_log=off"], "sqlite-nofreeze": ["intercept_gc_freeze=false"], "hooks": [],
+           "bare-freeze": [], "baseline": []}
+SCRIPTS = {"bare-freeze": [ROOT / "bench" / "gc_freeze.py"],  # bare mitmdump with the addon's gc.freeze()
            "hooks": [ROOT / "bench" / "hook_floor.py"]}  # no addon: our hooks' shape, doing nothing
 NO_ADDON = {"bare", "hooks", "bare-freeze"}
 

@@ -32,6 +32,7 @@ from intercept_addon.proxy.calls import CallJudge
 from intercept_addon.proxy.contentview import McpViewer
 from intercept_addon.proxy.continuations import Continuations
 from intercept_addon.proxy.counters import Counters
+from intercept_addon.proxy.heap import Heap
 from intercept_addon.proxy.identity import Identities
 from intercept_addon.proxy.legacy_streams import LegacyStream, LegacyStreams
 from intercept_addon.proxy.pending import Pending
@@ -56,7 +57,8 @@ class InterceptAddon:
     def __init__(self) -> None:
         self.settings: Settings | None = None
         self.toollists = ToolLists()
-        self.policy = PolicySources(self.toollists.use)  # counters live in the store: a reload keeps them
+        self.heap = Heap()
+        self.policy = PolicySources(self._use_policies)  # counters live in the store: a reload keeps them
         self.counters = Counters()
         self.identities = Identities()
         self.legacy = LegacyStreams()
@@ -104,6 +106,10 @@ class InterceptAddon:
     def reload_policy(self) -> bool:
         return self.policy.reload()
 
+    def _use_policies(self, policies: Any) -> None:
+        self.toollists.use(policies)
+        self.heap.freeze()  # the replaced policies are collected, the new ones frozen
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
@@ -117,6 +123,7 @@ class InterceptAddon:
         if any(o.startswith("intercept_jwt_") for o in updated):
             self._use_tokens(TokenVerifier.from_options(opts))
         self.counters.configure(opts, updated)
+        self.heap.configure(opts.intercept_gc_freeze)
         if "intercept_policy" in updated:
             self.policy.configure(opts.intercept_policy)
 
@@ -125,6 +132,7 @@ class InterceptAddon:
         self.policy.start()
         if self.tokens is not None:
             await self.tokens.start()
+        self.heap.start()  # last: what start-up made is alive by now
 
     def _use_tokens(self, tokens: TokenVerifier | None) -> None:
         """Swap the verifier; once running, the new one starts and the old one closes in the background."""
