@@ -218,6 +218,7 @@ class Engine:
         self._globs.sort(key=lambda g: -sum(c not in "*?[]" for c in g[0]))
         self._folded_keys = ({fold(k) for k in self._exact}, [fold(p) for p, _ in self._globs])
         self._match_cache: dict[str, tuple[bool, tuple[CompiledRule, ...]]] = {}
+        self._hidden_cache: dict[str, bool] = {}  # is_hidden's answers, bounded as _match_cache
         self._answers: dict[str | None, CompiledAnswers | None] = {}
         schema_keys = [key for key, t in policy.tools.items() if t.arguments == "schema"]
         self._schema_exact = {k for k in schema_keys if not is_glob(k) and k != "*"}
@@ -240,9 +241,14 @@ class Engine:
     # -- lookups ---------------------------------------------------------------------------
 
     def is_hidden(self, tool: str) -> bool:
-        if tool in self._hidden_exact or any(fnmatch.fnmatchcase(tool, g) for g in self._hidden_globs):
-            return True
-        return bool(self._hidden_exact or self._hidden_globs) and _matches_folded(tool, self._folded_hidden)
+        hidden = self._hidden_cache.get(tool)
+        if hidden is None:
+            hidden = tool in self._hidden_exact or any(fnmatch.fnmatchcase(tool, g) for g in self._hidden_globs) \
+                or bool(self._hidden_exact or self._hidden_globs) and _matches_folded(tool, self._folded_hidden)
+            if len(self._hidden_cache) >= MATCH_CACHE_SIZE:
+                self._hidden_cache.clear()
+            self._hidden_cache[tool] = hidden
+        return hidden
 
     def _rules_for(self, tool: str) -> tuple[bool | None, tuple[CompiledRule, ...]]:
         """(is the tool listed by an exact or glob key, the rules that apply in order); listed is
