@@ -15,9 +15,9 @@ bench/hook_floor.py, our hook shape doing nothing), ``bare-freeze`` (bare, with 
 running, bench/gc_freeze.py), and ``baseline``
 (the default store with the addon of another checkout, ``--baseline DIR``: before and after in one run).
 Rounds alternate (A B C, C B A, ...) and the figure is the median over rounds. Then, at
-concurrency 1, the p50 latency of an allowed call through each configuration and of a denied
-call (answered by the proxy), and the CPU one denied call costs (``--denied``: the load rounds
-too). ``--agents N``: calls cycle through N X-Agent-Id values, each its own counters;
+concurrency 1, the p50 latency and the CPU of an allowed call through each configuration and of
+a denied call (answered by the proxy); denied/bare compares the two at concurrency 1, where a
+call pays for its own wake-ups (``--denied``: the load rounds call the denied tool too). ``--agents N``: calls cycle through N X-Agent-Id values, each its own counters;
 mitmdump's resident memory is reported after each round.
 
 Every process is started here and stopped by its PID; wrk runs for a fixed time; loopback only.
@@ -234,6 +234,7 @@ def main() -> int:
                        "rounds_cpu_us": [round(x["cpu_us_per_call"], 1) for x in rounds[name]],
                        "calls_per_round": med(rounds[name], "ok"),
                        "p50_us_c1": med(lat[name], "p50_us"), "p90_us_c1": med(lat[name], "p90_us"),
+                       "cpu_us_per_call_c1": med(lat[name], "cpu_us_per_call"),
                        "rss_mib_idle": rss_idle[name], "rss_mib_end": rounds[name][-1]["rss_mib"]}
         if name in denied:
             table[name]["denied_cpu_us_per_call"] = med(denied[name], "cpu_us_per_call")
@@ -241,15 +242,16 @@ def main() -> int:
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.tools} tools, "
           f"{args.agents or 'no'} agent header values, {args.connections} connections, "
           f"{args.rounds} x {args.seconds:g} s rounds, {time.monotonic() - began:.0f} s")
-    print(f"{'config':<14}{'CPU us/call':>12}{'bare/this':>10}{'p50 us c1':>10}{'added':>7}"
+    print(f"{'config':<14}{'CPU us/call':>12}{'bare/this':>10}{'p50 us c1':>10}{'added':>7}{'CPU c1':>8}"
           f"{'denied CPU':>11}{'denied/bare':>12}{'RSS MiB':>9}   rounds")
     bare = table.get("bare")
     for name, row in table.items():
         ratio = f"{bare['cpu_us_per_call'] / row['cpu_us_per_call']:.3f}" if bare else "-"
         added = f"{row['p50_us_c1'] - bare['p50_us_c1']:+.0f}" if bare else "-"
-        dcpu = row.get("denied_cpu_us_per_call")
-        dratio = f"{dcpu / bare['cpu_us_per_call']:.3f}" if bare and dcpu else "-"
+        dcpu = row.get("denied_cpu_us_per_call")  # at concurrency 1: against bare's at concurrency 1
+        dratio = f"{dcpu / bare['cpu_us_per_call_c1']:.3f}" if bare and dcpu else "-"
         print(f"{name:<14}{row['cpu_us_per_call']:>12.0f}{ratio:>10}{row['p50_us_c1']:>10.0f}{added:>7}"
+              f"{row['cpu_us_per_call_c1']:>8.0f}"
               f"{dcpu or 0:>11.0f}{dratio:>12}{row['rss_mib_end']:>9.1f}   {row['rounds_cpu_us']}")
     out = RESULTS / f"bench_cost{'-' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
