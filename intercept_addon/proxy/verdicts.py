@@ -11,6 +11,7 @@ from typing import Any
 from mitmproxy import http
 
 from intercept_addon.policy.engine import Decision
+from intercept_addon.proxy.log_budget import LogBudget
 from intercept_addon.proxy.settings import Settings
 from intercept_addon.wire import jsonrpc, mcp
 from intercept_addon.wire.jsonrpc import ProtocolError
@@ -30,6 +31,7 @@ def reply(flow: http.HTTPFlow, status: int, body: Any) -> None:
 class Verdicts:
     def __init__(self) -> None:
         self.hooks: list[DecisionHook] = []
+        self.lines = LogBudget()  # the event log's lines per decision, at most 20 a second
 
     def refuse(self, flow: http.HTTPFlow, exc: ProtocolError, settings: Settings) -> None:
         """A request that cannot be judged: answered here, never forwarded (unless monitoring)."""
@@ -37,7 +39,7 @@ class Verdicts:
         flow.metadata["mcp.reason"] = exc.message
         flow.comment = f"REFUSED: {exc.message}"
         flow.marked = ":no_entry:"
-        log.info(f"intercept: refused {flow.request.method} {flow.request.pretty_url}: {exc.message}")
+        self.lines.info(f"intercept: refused {flow.request.method} {flow.request.pretty_url}: {exc.message}")
         if settings.enforcing:
             reply(flow, exc.status, jsonrpc.error_body(exc.id, exc.code, f"{mcp.DENIED_PREFIX} {exc.message}"))
             if exc.status == 401:
@@ -77,7 +79,7 @@ class Verdicts:
         # check: allowed calls get an event-log line only on request (the decision log has them).
         if not decision.allowed or settings.log_allowed:
             server = flow.metadata.get("mcp.server")
-            log.info(f"intercept: {verdict} tool={decision.tool} agent={shown(str(flow.metadata.get('mcp.agent')))} "
+            self.lines.info(f"intercept: {verdict} tool={decision.tool} agent={shown(str(flow.metadata.get('mcp.agent')))} "
                      + (f"server={shown(server)} " if server else "")
                      + f"rule={decision.rule or '-'}" + (f" reason={shown(decision.message or '')}" if not decision.allowed else ""))
         self.notify(flow, decision, arguments)
