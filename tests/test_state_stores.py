@@ -857,3 +857,43 @@ async def test_sliding_total_of_ones_and_other_amounts(store):
         assert (await store.reserve([req("k", SLIDE60, amount=amount, limit=None)], H0 + t)).ok
     assert await store.value("k", SLIDE60, H0 + 3) == Decimal("5.5")
     assert await store.value("k", SLIDE60, H0 + 62.5) == Decimal(1)  # only the last 1 is left
+
+
+# -- the memory store's cap: agents name themselves, so its counters are bounded ---------------
+
+async def test_memory_store_holds_at_most_its_cap_and_existing_counters_keep_counting():
+    store = MemoryStore(max_counters=3)
+    for agent in ("a", "b", "c"):
+        assert (await store.reserve([req(agent)], H0)).ok
+    with pytest.raises(memory_module.StoreFull):
+        await store.reserve([req("d")], H0)  # a fourth name: no room
+    assert len(store) == 3
+    assert (await store.reserve([req("a")], H0 + 1)).ok  # the ones it holds still count
+    assert (await store.reserve([req("a")], H0 + 2)).ok
+    assert not (await store.reserve([req("a")], H0 + 3)).ok  # a's limit of 3 holds as before
+
+
+async def test_memory_store_makes_room_from_expired_counters_when_full():
+    store = MemoryStore(max_counters=2)
+    assert (await store.reserve([req("a", MINUTE)], H0)).ok
+    assert (await store.reserve([req("b", MINUTE)], H0)).ok
+    assert (await store.reserve([req("c", MINUTE)], H0 + 61)).ok  # a and b's minute is over: swept
+    assert len(store) == 1
+
+
+async def test_a_full_memory_store_fails_closed_or_open_and_is_logged_once(caplog):
+    for mode, allowed in (("closed", False), ("open", True)):
+        store = FailModeStore(MemoryStore(max_counters=1), mode)  # type: ignore[arg-type]
+        assert (await store.reserve([req("a")], H0)).ok
+        with caplog.at_level(logging.WARNING, logger="intercept"):
+            caplog.clear()
+            for agent in ("b", "c", "d"):
+                if allowed:
+                    outcome = await store.reserve([req(agent)], H0)
+                    assert outcome.ok and not outcome.reservation.applied  # allowed, not counted
+                else:
+                    with pytest.raises(StoreError):
+                        await store.reserve([req(agent)], H0)
+            assert (await store.reserve([req("a")], H0)).ok  # no outage: a still counts
+        full = [r.getMessage() for r in caplog.records]
+        assert len(full) == 1 and full[0].startswith("intercept: STATE STORE FULL") and store.down_since is None

@@ -89,6 +89,10 @@ class StoreError(Exception):
     """The store could not be reached or answered nonsense; callers fail closed."""
 
 
+class StoreFull(StoreError):
+    """The store holds as many counters as it may: a call that needs a new one cannot be counted."""
+
+
 class Store(Protocol):
     async def reserve(self, requests: Sequence[CounterRequest], now: float) -> ReserveOutcome: ...
 

@@ -6,7 +6,9 @@
   uncounted: availability over the limits, for teams that choose it.
 
 Either way an outage is logged once when it is first seen and once when the store answers
-again, never per call. Settling never raises: a commit or rollback lost to an outage can only
+again, never per call. A full store (StoreFull: the in-memory store's cap) is no outage, since
+the counters it holds still count: the calls that need a new counter get the fail mode's
+answer, and that is logged at most once a minute. Settling never raises: a commit or rollback lost to an outage can only
 leave a count too high (the call was answered already; there is nobody left to tell).
 """
 
@@ -17,7 +19,7 @@ import time
 from decimal import Decimal
 from typing import Literal, Sequence
 
-from intercept_addon.state import CounterRequest, Reservation, ReserveOutcome, Store, StoreError, Window
+from intercept_addon.state import CounterRequest, Reservation, ReserveOutcome, Store, StoreError, StoreFull, Window
 
 FailMode = Literal["closed", "open"]
 FAIL_MODES: tuple[FailMode, ...] = ("closed", "open")
@@ -32,6 +34,7 @@ class FailModeStore:
         self.inner = inner
         self.mode = mode
         self.down_since: float | None = None  # monotonic time the current outage was first seen
+        self._full_logged = float("-inf")  # monotonic time a full store was last logged
 
     def _outage(self, exc: StoreError) -> None:
         if self.down_since is not None:
@@ -51,9 +54,21 @@ class FailModeStore:
                     "counting resumes")
         self.down_since = None
 
+    def _full(self, exc: StoreFull) -> None:
+        if time.monotonic() - self._full_logged < 60:
+            return
+        self._full_logged = time.monotonic()
+        answer = "allowed and NOT counted" if self.mode == "open" else "denied"
+        log.warning(f"intercept: STATE STORE FULL: calls that need a new counter are {answer}: {exc}")
+
     async def reserve(self, requests: Sequence[CounterRequest], now: float) -> ReserveOutcome:
         try:
             outcome = await self.inner.reserve(requests, now)
+        except StoreFull as exc:
+            self._full(exc)
+            if self.mode == "closed":
+                raise
+            return ReserveOutcome(ok=True, reservation=Reservation())
         except StoreError as exc:
             self._outage(exc)
             if self.mode == "closed":

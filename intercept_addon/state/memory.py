@@ -1,4 +1,11 @@
-"""In-process counters. Atomic because reserve never awaits while it checks and applies."""
+"""In-process counters. Atomic because reserve never awaits while it checks and applies.
+
+Bounded: at most MAX_COUNTERS counters (one per key and window: about 400 bytes each), since
+agents name themselves (``X-Agent-Id``) and a client choosing a new name per call would
+otherwise grow the heap without end. A reserve that needs a new counter when the store is full
+sweeps the expired ones first; if it is still full it raises StoreFull, which the fail mode
+turns into a denial (closed, the default) or an uncounted call (open). Counters that exist keep
+counting. SQLite and Redis keep their counters outside the heap and have no such cap."""
 
 from __future__ import annotations
 
@@ -13,12 +20,14 @@ from intercept_addon.state import (
     CounterRequest,
     Reservation,
     ReserveOutcome,
+    StoreFull,
     Window,
     calendar_retry,
     sliding_retry,
 )
 
 SWEEP_EVERY = 1024  # reserves between sweeps of expired keys (session ids come from clients)
+MAX_COUNTERS = 500_000  # about 200 MB of counters
 
 
 class _SlidingLog:
@@ -50,12 +59,14 @@ class _SlidingLog:
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, max_counters: int = MAX_COUNTERS) -> None:
+        self.max_counters = max_counters
         # calendar: (key, seconds) -> (bucket start, total); sliding: (key, seconds) -> its log
         self._buckets: dict[tuple[str, int], tuple[int, Decimal]] = {}
         self._logs: dict[tuple[str, int], _SlidingLog] = {}
         self._ids = itertools.count()
         self._since_sweep = 0
+        self._full_sweep_at = float("-inf")
 
     def _total(self, key: str, window: Window, now: float) -> Decimal:
         if window.kind == "calendar":
@@ -69,6 +80,7 @@ class MemoryStore:
 
     async def reserve(self, requests: Sequence[CounterRequest], now: float) -> ReserveOutcome:
         self._maybe_sweep(now)
+        self._make_room(requests, now)
         totals = [self._total(r.key, r.window, now) for r in requests]
         for i, (req, total) in enumerate(zip(requests, totals)):
             if not req.fits(COUNTING.add(total, req.amount)):
@@ -126,10 +138,25 @@ class MemoryStore:
     async def close(self) -> None:
         pass
 
+    def _make_room(self, requests: Sequence[CounterRequest], now: float) -> None:
+        new = sum((r.key, r.window.seconds) not in (self._buckets if r.window.kind == "calendar" else self._logs)
+                  for r in requests)
+        if not new or len(self) + new <= self.max_counters:
+            return
+        if now - self._full_sweep_at >= 1.0:  # a sweep walks every counter: not on each call of a flood
+            self._full_sweep_at = now
+            self._sweep(now)
+        if len(self) + new > self.max_counters:
+            raise StoreFull(f"the in-memory counter store holds its maximum of {self.max_counters} counters "
+                            "(intercept_state=memory); use sqlite or redis for more")
+
     def _maybe_sweep(self, now: float) -> None:
         self._since_sweep += 1
         if self._since_sweep < SWEEP_EVERY:
             return
+        self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
         self._since_sweep = 0
         for slot, (start, _) in list(self._buckets.items()):
             if start + slot[1] <= now:
