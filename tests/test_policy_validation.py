@@ -1145,3 +1145,35 @@ def test_cli_needs_a_file():
     result = run_cli()
     assert result.returncode == 2
     assert "FILE" in result.stderr
+
+
+# -- libyaml composes, the Python parser where libyaml refuses: both read a policy alike -------
+
+def _read_with(composer: type, text: str):  # type: ignore[no-untyped-def]
+    from intercept_addon.policy import file as policy_file
+    positions: dict = {}
+    issues: list = []
+    data = policy_file._to_data(policy_file._compose_with(composer, text), (), positions, "p.yaml", issues)
+    return data, positions, issues
+
+
+_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "compat" / "intercept-policies"
+
+
+@pytest.mark.parametrize("path", PROJECT_FILES + sorted(FIXTURES.glob("*.yaml")) + sorted(_CORPUS.glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_libyaml_reads_every_known_policy_as_the_python_parser_does(path):
+    import yaml
+    text = path.read_text()
+    try:
+        python = _read_with(yaml.SafeLoader, text)
+    except yaml.YAMLError:
+        with pytest.raises(yaml.YAMLError):
+            _read_with(yaml.CSafeLoader, text)
+        return
+    assert _read_with(yaml.CSafeLoader, text) == python  # the data, every position, every issue
+
+
+def test_what_libyaml_refuses_is_read_by_the_python_parser():
+    policy = parse_policy('version: "1"\ndefault: allow\ntools:\n  "odd\\ud800name":\n    rules: []\n', "p.yaml")
+    assert list(policy.tools) == ["odd\ud800name"]  # libyaml refuses a surrogate escape; PyYAML reads it
