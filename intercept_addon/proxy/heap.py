@@ -2,8 +2,8 @@
 
 Every collection of CPython's oldest generation walks every object alive: mitmproxy's modules,
 ours, the compiled policies. None of them becomes garbage while the proxy runs, yet under
-load those walks took about 3.5% of mitmdump's CPU (bench/gc_cost.py); ``gc.freeze()`` moves
-them to a generation the collector never visits, and the share fell to about 2%.
+load those walks took about 3% of mitmdump's CPU (bench/gc_cost.py); ``gc.freeze()`` moves
+them to a generation the collector never visits, and the share fell to 1.9%.
 
 What a freeze can cost: an object frozen stays frozen, so a reference cycle among frozen
 objects that later becomes garbage is never collected (objects without cycles are still freed

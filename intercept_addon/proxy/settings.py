@@ -55,7 +55,7 @@ def declare(loader: Any) -> None:
     tokens.declare(loader)
     add("intercept_gc_freeze", bool, True,
         "Once running, and after each policy change, leave the objects alive then (mitmproxy, the "
-        "policies) out of Python's garbage collections (gc.freeze): about 1.5% less CPU under load.")
+        "policies) out of Python's garbage collections (gc.freeze): about 1% less CPU under load.")
     add("intercept_log_allowed", bool, False,
         "A line in mitmproxy's event log for each allowed call too (denials and refusals always "
         "get one; the decision log has every decision). Costs ~10% throughput at high call rates.")
