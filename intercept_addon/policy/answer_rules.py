@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field, PositiveInt, StrictStr, field_validator
 
 from intercept_addon.policy.validation import StrictModel
-from intercept_addon.policy.values import compile_regex
+from intercept_addon.policy.values import compile_regex, regex_found
 from intercept_addon.wire.text import shown
 
 # Common secrets, named. Anchored on their fixed prefixes or framing, so ordinary text rarely matches.
@@ -91,7 +91,7 @@ class CompiledAnswers:
                 return _replaced(f"the {what} answered {size} bytes, over max_result_bytes {self.max_bytes}",
                                  "max_result_bytes")
         for i, pattern in enumerate(self.denials):
-            if _any_string(result, lambda s, p=pattern: p.search(s) is not None):
+            if _any_string(result, lambda s, p=pattern: regex_found(p, s)):
                 return _replaced(f"the {what}'s answer matched a deny_if pattern of the policy", f"deny_if[{i}]")
         if not self.redactions:
             return None

@@ -26,6 +26,7 @@ import re2
 from jsonschema import Draft202012Validator, ValidationError, exceptions, validators
 from referencing.exceptions import Unresolvable
 
+from intercept_addon.policy.values import regex_found
 from intercept_addon.wire.text import escaped, shown
 
 MAX_VALIDATORS = 1024  # distinct schemas compiled (a server publishes a few dozen)
@@ -60,7 +61,7 @@ def _regex_cache(pattern: str) -> Any:
 
 
 def _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Any:
-    if validator.is_type(instance, "string") and _compiled(pattern).search(instance) is None:
+    if validator.is_type(instance, "string") and not regex_found(_compiled(pattern), instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
@@ -70,7 +71,7 @@ def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: An
     for pattern, subschema in patterns.items():
         regex = _compiled(pattern)
         for key, value in instance.items():
-            if regex.search(key) is not None:
+            if regex_found(regex, key):
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
@@ -79,7 +80,7 @@ def _additional_properties(validator: Any, additional: Any, instance: Any, schem
         return
     declared = schema.get("properties", {})
     patterns = [_compiled(p) for p in schema.get("patternProperties", {})]
-    extras = [k for k in instance if k not in declared and not any(r.search(k) is not None for r in patterns)]
+    extras = [k for k in instance if k not in declared and not any(regex_found(r, k) for r in patterns)]
     if validator.is_type(additional, "object"):
         for extra in extras:
             yield from validator.descend(instance[extra], additional, path=extra)

@@ -59,8 +59,8 @@ _NO_SPAN = (-1, -1)
 
 
 def regex_found(compiled: Any, text: str) -> bool:
-    """``compiled.search(text) is not None`` for a pattern of :func:`compile_regex`: only
-    whether it matches anywhere, which is all a condition asks."""
+    """``compiled.search(text) is not None`` for an RE2 pattern: only whether it matches
+    anywhere, which is all a condition, a schema ``pattern`` or an answer's ``deny_if`` asks."""
     if not _DIRECT:
         return compiled.search(text) is not None
     data = text.encode("utf-8")  # as the module encodes (a lone surrogate raises the same)
