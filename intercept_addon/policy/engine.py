@@ -183,6 +183,13 @@ def _asked(allowed: Decision, asking: CompiledRule | None) -> Decision:
     return dataclasses.replace(allowed, kind="ask", rule=asking.name, message=asking.message)
 
 
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Into a per-name cache, bounded: names come from clients, so a full cache starts over."""
+    if len(cache) >= MATCH_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
 def _matches_folded(tool: str, folded: tuple[set[str], list[str]]) -> bool:
     """Does ``tool`` equal a name, or match a glob, ignoring case and Unicode form?"""
     names, globs = folded
@@ -245,9 +252,7 @@ class Engine:
         if hidden is None:
             hidden = tool in self._hidden_exact or any(fnmatch.fnmatchcase(tool, g) for g in self._hidden_globs) \
                 or bool(self._hidden_exact or self._hidden_globs) and _matches_folded(tool, self._folded_hidden)
-            if len(self._hidden_cache) >= MATCH_CACHE_SIZE:
-                self._hidden_cache.clear()
-            self._hidden_cache[tool] = hidden
+            _remember(self._hidden_cache, tool, hidden)
         return hidden
 
     def _rules_for(self, tool: str) -> tuple[bool | None, tuple[CompiledRule, ...]]:
@@ -263,9 +268,7 @@ class Engine:
         if not listed and _matches_folded(tool, self._folded_keys):
             listed = None
         result = (listed, tuple(own) + tuple(self._star))
-        if len(self._match_cache) >= MATCH_CACHE_SIZE:
-            self._match_cache.clear()
-        self._match_cache[tool] = result
+        _remember(self._match_cache, tool, result)
         return result
 
     def counter(self, namespace: str, name: str) -> CounterSpec | None:
@@ -285,9 +288,7 @@ class Engine:
             rules += [t.answers for key, t in self.policy.tools.items() if t.answers is not None and
                       (key == tool or key == "*" or (is_glob(key) and fnmatch.fnmatchcase(tool, key)))]
         compiled = CompiledAnswers(rules) if rules else None
-        if len(self._answers) >= MATCH_CACHE_SIZE:
-            self._answers.clear()
-        self._answers[tool] = compiled
+        _remember(self._answers, tool, compiled)
         return compiled
 
     def checks_arguments(self, tool: str) -> bool:
