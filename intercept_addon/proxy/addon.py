@@ -68,9 +68,9 @@ class InterceptAddon:
         self.approvals = Approvals()
         self.unjudged = UnjudgedTraffic(self)
         self.viewer = McpViewer()
-        self.timeline = Timeline()
+        self.timeline = Timeline()  # no addon: only these hooks call it
         self.server_requests = ServerRequests(self.counters.ledger, self.toollists, lambda: self.counters.store,
-                                              self.verdicts.notify, post_to_server)
+                                              self.verdicts.notify, self.verdicts.lines.info, post_to_server)
         self.answers = Answers(self.counters.ledger, self.toollists, self.continuations, self.verdicts.notify,
                                self.server_requests)
         self.calls = CallJudge(self)

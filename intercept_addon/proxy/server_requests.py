@@ -17,7 +17,6 @@ request is let through.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -29,7 +28,6 @@ from intercept_addon.state.ledger import Ledger
 from intercept_addon.wire import jsonrpc, mcp
 from intercept_addon.wire.jsonrpc import Message
 
-log = logging.getLogger("intercept")
 
 SECTION_OF = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation"}
 
@@ -46,11 +44,13 @@ def run_now(work: Coroutine[Any, Any, Decision]) -> Decision | None:
 
 class ServerRequests:
     def __init__(self, ledger: Ledger, toollists: ToolLists, store: Callable[[], Any],
-                 notify: Callable[..., None], reply: Callable[[http.HTTPFlow, dict[str, Any]], None]) -> None:
+                 notify: Callable[..., None], line: Callable[[str], None],
+                 reply: Callable[[http.HTTPFlow, dict[str, Any]], None]) -> None:
         self.ledger = ledger
         self.toollists = toollists
         self.store = store  # the counter store in force
         self.notify = notify  # the decision hooks
+        self.line = line  # the event log's line per decision, within its budget (log_budget.py)
         self.reply = reply  # POSTs a JSON-RPC message to the flow's server
 
     def request(self, flow: http.HTTPFlow, msg: Message, caller: Any) -> dict[str, Any] | None:
@@ -108,7 +108,7 @@ class ServerRequests:
         if not decision.allowed:
             flow.comment = f"DENY {method} [{decision.rule}]: {decision.message}"
             flow.marked = ":no_entry:"
-            log.info(f"intercept: deny {method} agent={agent} rule={decision.rule}")
+            self.line(f"intercept: deny {method} agent={agent} rule={decision.rule}")
         self.notify(flow, decision, params)
         return decision
 
