@@ -8,8 +8,9 @@
 Either way an outage is logged once when it is first seen and once when the store answers
 again, never per call. A full store (StoreFull: the in-memory store's cap) is no outage, since
 the counters it holds still count: the calls that need a new counter get the fail mode's
-answer, and that is logged at most once a minute. Settling never raises: a commit or rollback lost to an outage can only
-leave a count too high (the call was answered already; there is nobody left to tell).
+answer, and that is logged at most once a minute. Settling never raises: a commit or rollback
+lost to an outage can only leave a count too high (the call was answered already; there is
+nobody left to tell).
 """
 
 from __future__ import annotations
