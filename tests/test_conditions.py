@@ -8,11 +8,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from intercept_addon.policy import values
 from intercept_addon.policy.conditions import MISSING, AmbiguousKey, CompiledCondition, resolve, split_path
 from intercept_addon.policy.engine import Call, Engine
 from intercept_addon.policy.rules import Condition
 from intercept_addon.policy.file import parse_policy
+from intercept_addon.policy.values import compile_regex, regex_found
 from intercept_addon.state.memory import MemoryStore
 
 
@@ -532,12 +536,6 @@ def test_an_absent_key_without_variants_is_missing():
 
 
 # -- regex_found: RE2 asked directly gives the module's search answer ------------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from intercept_addon.policy import values  # noqa: E402
-from intercept_addon.policy.values import compile_regex, regex_found  # noqa: E402
 
 _PATTERNS = ["^[ -~]{1,200}$", "a|b", "(x)(y)?z", "^$", "é+", "\\d{3}-\\d{4}", "(?i)DROP\\s+TABLE", "", "[^a]$",
              "\\bword\\b", "^\\p{Greek}+$"]

@@ -10,7 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
+from intercept_addon.policy import file as policy_file
 from intercept_addon.policy.engine import Engine
 from intercept_addon.policy.model import Policy
 from intercept_addon.policy.values import OPERATORS
@@ -1150,7 +1152,6 @@ def test_cli_needs_a_file():
 # -- libyaml composes, the Python parser where libyaml refuses: both read a policy alike -------
 
 def _read_with(composer: type, text: str):  # type: ignore[no-untyped-def]
-    from intercept_addon.policy import file as policy_file
     positions: dict = {}
     issues: list = []
     data = policy_file._to_data(policy_file._compose_with(composer, text), (), positions, "p.yaml", issues)
@@ -1163,7 +1164,6 @@ _CORPUS = Path(__file__).resolve().parents[2] / "shared" / "compat" / "intercept
 @pytest.mark.parametrize("path", PROJECT_FILES + sorted(FIXTURES.glob("*.yaml")) + sorted(_CORPUS.glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_libyaml_reads_every_known_policy_as_the_python_parser_does(path):
-    import yaml
     text = path.read_text()
     try:
         python = _read_with(yaml.SafeLoader, text)
