@@ -11,7 +11,8 @@ fresh id per call, tools/call of a tool with an argument condition and a counter
 Configurations: ``bare`` (no addon), ``memory`` (intercept_state=memory), ``sqlite`` (the
 default store), each with the decision log on (its default); also ``sqlite-nolog``
 (intercept_log=off), ``sqlite-nofreeze`` (intercept_gc_freeze=false), ``hooks`` (no addon:
-bench/hook_floor.py, our hook shape doing nothing), ``bare-freeze`` (bare, with gc.freeze() once
+bench/hook_floor.py, our hook shape doing nothing), ``parse-floor`` (no addon: bench/parse_floor.py,
+reading and parsing each call and its answer with C json, nothing else), ``bare-freeze`` (bare, with gc.freeze() once
 running, bench/gc_freeze.py), and ``baseline``
 (the default store with the addon of another checkout, ``--baseline DIR``: before and after in one run).
 Rounds alternate (A B C, C B A, ...) and the figure is the median over rounds. Then, at
@@ -141,10 +142,11 @@ def start_proxy(tmp: Path, name: str, upstream: int, extra: list[str]) -> Proces
 
 CONFIGS = {"bare": [], "memory": ["intercept_state=memory"], "sqlite": [],
            "sqlite-nolog": ["intercept_log=off"], "sqlite-nofreeze": ["intercept_gc_freeze=false"], "hooks": [],
-           "bare-freeze": [], "baseline": []}
+           "parse-floor": [], "bare-freeze": [], "baseline": []}
 SCRIPTS = {"bare-freeze": [ROOT / "bench" / "gc_freeze.py"],  # bare mitmdump with the addon's gc.freeze()
-           "hooks": [ROOT / "bench" / "hook_floor.py"]}  # no addon: our hooks' shape, doing nothing
-NO_ADDON = {"bare", "hooks", "bare-freeze"}
+           "hooks": [ROOT / "bench" / "hook_floor.py"],  # no addon: our hooks' shape, doing nothing
+           "parse-floor": [ROOT / "bench" / "parse_floor.py"]}  # no addon: read and parse, nothing else
+NO_ADDON = {"bare", "hooks", "parse-floor", "bare-freeze"}
 
 
 def main() -> int:
@@ -283,6 +285,7 @@ def py_spy(pid: int, tmp: Path, run, tag: str) -> dict | None:  # type: ignore[n
         spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
         spy.wait(30)
     stacks = RESULTS / f"profile-{tag}.txt"
+    stacks.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results yet
     # the calls answered while sampling: profile_summary.py turns samples into microseconds per call
     stacks.write_text(f"# calls {res['ok']} rate {PROFILE_RATE}\n" + raw.read_text())
     return {"stacks": str(stacks.relative_to(ROOT)), "calls": res["ok"]}

@@ -31,7 +31,7 @@ def load(path: str) -> tuple[Counter[str], Counter[str], float]:
     busy = 0.0
     for line in text.splitlines()[1:]:
         stack, _, count = line.rpartition(" ")
-        if not stack:
+        if not stack or not count.isdigit():  # a frame name py-spy cut across lines
             continue
         frames = [LINE.sub(")", f) for f in stack.split(";")]
         if frames[-1].startswith("EpollSelector.select") or frames[-1].startswith("select ("):
