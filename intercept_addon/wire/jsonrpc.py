@@ -14,8 +14,10 @@ import decimal
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Literal
 
 from intercept_addon.wire.text import shown
@@ -211,6 +213,21 @@ def _no_decimal(value: Any) -> Any:
     raise _HasDecimal
 
 
+def _c_encoder(sort_keys: bool) -> Callable[[Any], str]:
+    """The C encoder, built once: ``json.dumps`` with arguments builds a ``JSONEncoder`` and its
+    C encoder on every call, which costs twice the encoding of a call. No circular check: every
+    value encoded was parsed from JSON or built by this proxy (a cycle would still end, in a
+    RecursionError). Without the C accelerator, the same encoder in Python."""
+    if c_make_encoder is None:
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                                default=_no_decimal, sort_keys=sort_keys, check_circular=False).encode
+    encode = c_make_encoder(None, _no_decimal, encode_basestring, None, ":", ",", sort_keys, False, False)
+    return lambda value: "".join(encode(value, 0))
+
+
+_ENCODERS = {False: _c_encoder(False), True: _c_encoder(True)}
+
+
 def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
     """Compact UTF-8 JSON; exact numbers; lone surrogates rejected (not valid UTF-8);
     ``sort_keys`` for a canonical form.
@@ -218,8 +235,7 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
     The C encoder writes the same text as ``_encode`` for everything but Decimal, whose exact
     digits it cannot emit; the rare message holding a fraction takes the pure-Python path."""
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                          default=_no_decimal, sort_keys=sort_keys)
+        text = _ENCODERS[sort_keys](value)
     except _HasDecimal:
         out: list[str] = []
         _encode(value, out, sort_keys)
