@@ -196,3 +196,23 @@ async def _same_answers(path: Path, ops: list) -> None:
         await reopened.close()
     finally:
         sqlite_module.SWEEP_EVERY = sweep
+
+
+async def test_calendar_counters_in_an_open_batch_take_no_savepoint_and_still_count(tmp_path: Path):
+    """A calendar reserve or rollback inside a batch writes only held totals: it runs no
+    SAVEPOINT of its own. A sliding window's reserve writes a row: it keeps its savepoint."""
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    first = await store.reserve([counter(limit=3)], NOW)  # opens the transaction
+    held = [await store.reserve([counter(limit=3)], NOW) for _ in range(3)]
+    assert [o.ok for o in held] == [True, True, False]  # the limit still holds inside the batch
+    await store.rollback(held[0].reservation)  # type: ignore[arg-type]
+    assert (await store.reserve([counter(limit=3)], NOW)).ok  # the refund counted
+    assert not any(s.startswith("SAVEPOINT") for s in statements), statements
+    sliding = CounterRequest("s", Window("sliding", 60), Decimal(1))
+    assert (await store.reserve([sliding], NOW)).ok
+    assert any(s.startswith("SAVEPOINT") for s in statements)
+    await store.close()
+    assert first.ok and committed(path) == 3

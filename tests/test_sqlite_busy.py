@@ -58,13 +58,13 @@ class LoopWaits:
         self.in_worker = 0
         attempt = sqlite_module._attempt
 
-        def timed(db, work, write):  # type: ignore[no-untyped-def]
+        def timed(db, work, *how):  # type: ignore[no-untyped-def]
             if threading.get_ident() != self.loop_thread:
                 self.in_worker += 1
-                return attempt(db, work, write)
+                return attempt(db, work, *how)
             start = time.monotonic()
             try:
-                return attempt(db, work, write)
+                return attempt(db, work, *how)
             finally:
                 self.longest = max(self.longest, time.monotonic() - start)
 

@@ -77,12 +77,17 @@ def _busy(exc: sqlite3.Error) -> bool:
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
-def _attempt(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
+def _attempt(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], write: bool,
+             rows: bool = True) -> T:
     """``work`` on ``db``, a write all of it or none, inside an IMMEDIATE transaction that the
-    caller commits: the one already open (a batch), else a new one."""
+    caller commits: the one already open (a batch), else a new one. ``rows=False``: the work
+    writes no row itself (only held totals, which a savepoint could not undo anyway), so in an
+    open batch it needs no savepoint of its own."""
     if not write:
         return work(db)
     joined = db.in_transaction
+    if joined and not rows:
+        return work(db)
     db.execute("SAVEPOINT op" if joined else "BEGIN IMMEDIATE")
     try:
         result = work(db)
@@ -124,12 +129,12 @@ class SqliteStore:
         self._waiter: ThreadPoolExecutor | None = None
         self._waiter_db: sqlite3.Connection | None = None
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True, rows: bool = True) -> T:
         """``work(connection)`` now if the file is free, else in the worker once it is."""
         try:
             if write and not self._db.in_transaction:  # a new transaction: batch it?
                 self._batching = self._busy_writing() and self._neighbours.alone()
-            result = _attempt(self._db, work, write)
+            result = _attempt(self._db, work, write, rows)
             if write:
                 self._written()
             return result
@@ -258,7 +263,8 @@ class SqliteStore:
                 reservation.applied.append(Applied(req.key, w, start, "", req.amount))
             return ReserveOutcome(ok=True, reservation=reservation)
 
-        return await self._run(work)
+        # Calendar counters in an open batch change held totals only: no row, no savepoint.
+        return await self._run(work, rows=sweep or any(r.window.kind == "sliding" for r in requests))
 
     @staticmethod
     def _retry(db: sqlite3.Connection, req: CounterRequest, now: float) -> float:
@@ -293,7 +299,7 @@ class SqliteStore:
                     total = max(COUNTING.subtract(Decimal(row[0]), a.amount), Decimal(0))
                     db.execute("UPDATE calendar SET total=? WHERE key=? AND seconds=? AND start=?", (str(total), *bucket))
 
-        await self._run(work)
+        await self._run(work, rows=any(a.window.kind == "sliding" for a in reservation.applied))
 
     async def value(self, key: str, window: Window, now: float) -> Decimal:
         return await self._run(lambda db: self._total(db, key, window, now), write=False)
