@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from mitmproxy import http
 
+from intercept_addon.proxy.local_reply import local_response
 from intercept_addon.wire import jsonrpc, mcp
 from intercept_addon.wire.jsonrpc import INTERNAL_ERROR
 from intercept_addon.wire.sse import SseEvent, SseRewriter, detect_newline, format_event
@@ -81,7 +82,7 @@ def fail_response(flow: http.HTTPFlow, *, body_to_come: bool = False) -> None:
     then, so this one is streamed and swallows every upstream byte."""
     body = jsonrpc.dumps(jsonrpc.error_body(None, INTERNAL_ERROR,
                                             f"{mcp.DENIED_PREFIX} the proxy could not inspect the response"))
-    flow.response = http.Response.make(502, body, {"content-type": "application/json"})
+    flow.response = local_response(502, body)
     if body_to_come:
         pending = [body]
 

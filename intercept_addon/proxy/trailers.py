@@ -20,12 +20,12 @@ from typing import Any
 
 import h11
 from h11._readers import ChunkedReader
-from mitmproxy import http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 
+from intercept_addon.proxy.local_reply import local_response
 from intercept_addon.wire import jsonrpc, mcp
 
 REQUEST_REFUSED = "a request body with HTTP trailers cannot be judged by the policy proxy; send it without trailers"
@@ -54,8 +54,7 @@ class NoTrailersReader:
 
 def refusal_400() -> bytes:
     body = jsonrpc.dumps(jsonrpc.error_body(None, mcp.DENIED_CODE, f"{mcp.DENIED_PREFIX} {REQUEST_REFUSED}"))
-    return http1.assemble_response(http.Response.make(
-        400, body, {"content-type": "application/json", "connection": "close"}))
+    return http1.assemble_response(local_response(400, body, {"connection": "close"}))
 
 
 _original: tuple[Any, Any] | None = None  # (make_body_reader, read_body) while installed

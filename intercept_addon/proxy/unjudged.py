@@ -40,6 +40,7 @@ from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy.layers import DNSLayer, RawQuicLayer, TCPLayer, UDPLayer
 
 from intercept_addon.proxy import deferred_options, trailers
+from intercept_addon.proxy.local_reply import local_response
 from intercept_addon.wire import jsonrpc, mcp
 from intercept_addon.wire.text import escaped, shown
 
@@ -188,5 +189,5 @@ class UnjudgedTraffic:
         flow.metadata["mcp.reason"] = reason
         flow.comment = f"REFUSED: {reason}"
         flow.marked = ":no_entry:"
-        flow.response = http.Response.make(status, jsonrpc.dumps(jsonrpc.error_body(None, mcp.DENIED_CODE, message)),
-                                           {"content-type": "application/json", "connection": "close"})
+        flow.response = local_response(status, jsonrpc.dumps(jsonrpc.error_body(None, mcp.DENIED_CODE, message)),
+                                       {"connection": "close"})

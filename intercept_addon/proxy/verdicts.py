@@ -11,6 +11,7 @@ from typing import Any
 from mitmproxy import http
 
 from intercept_addon.policy.engine import Decision
+from intercept_addon.proxy.local_reply import local_response
 from intercept_addon.proxy.log_budget import LogBudget
 from intercept_addon.proxy.settings import Settings
 from intercept_addon.wire import jsonrpc, mcp
@@ -25,7 +26,7 @@ DecisionHook = Callable[[http.HTTPFlow, Decision | None, Mapping[str, Any] | Non
 
 
 def reply(flow: http.HTTPFlow, status: int, body: Any) -> None:
-    flow.response = http.Response.make(status, jsonrpc.dumps(body), {"content-type": "application/json"})
+    flow.response = local_response(status, jsonrpc.dumps(body))
 
 
 class Verdicts:
