@@ -22,7 +22,7 @@ call pays for its own wake-ups (``--denied``: the load rounds call the denied to
 mitmdump's resident memory is reported after each round.
 
 Every process is started here and stopped by its PID; wrk runs for a fixed time; loopback only.
-Output: a table, and JSON in bench/results/bench_cost[-<tag>].json.
+Output: a table (``kernel``: the stime part of the CPU per call), and JSON in bench/results/bench_cost[-<tag>].json.
 """
 
 from __future__ import annotations
@@ -97,9 +97,11 @@ def policy(tools: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def rss_mib(pid: int) -> float:
@@ -120,9 +122,12 @@ def wrk(port: int, tool: str, want: str, *, connections: int, seconds: float, ag
 
 
 def measured(pid: int, run) -> dict:  # type: ignore[no-untyped-def]
-    cpu0 = cpu_seconds(pid)
+    user0, system0 = cpu_times(pid)
     res = run()
-    res["cpu_us_per_call"] = (cpu_seconds(pid) - cpu0) / max(res["ok"], 1) * 1e6
+    user, system = cpu_times(pid)
+    calls = max(res["ok"], 1)
+    res["cpu_us_per_call"] = (user - user0 + system - system0) / calls * 1e6
+    res["system_us_per_call"] = (system - system0) / calls * 1e6  # the kernel's share: sockets, wake-ups, files
     res["rss_mib"] = rss_mib(pid)
     if res["bad"]:
         raise RuntimeError(f"{res['bad']} unexpected answers")
@@ -234,6 +239,7 @@ def main() -> int:
     for name in names:
         table[name] = {"cpu_us_per_call": med(rounds[name], "cpu_us_per_call"),
                        "rounds_cpu_us": [round(x["cpu_us_per_call"], 1) for x in rounds[name]],
+                       "system_us_per_call": med(rounds[name], "system_us_per_call"),
                        "calls_per_round": med(rounds[name], "ok"),
                        "p50_us_c1": med(lat[name], "p50_us"), "p90_us_c1": med(lat[name], "p90_us"),
                        "cpu_us_per_call_c1": med(lat[name], "cpu_us_per_call"),
@@ -244,7 +250,7 @@ def main() -> int:
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.tools} tools, "
           f"{args.agents or 'no'} agent header values, {args.connections} connections, "
           f"{args.rounds} x {args.seconds:g} s rounds, {time.monotonic() - began:.0f} s")
-    print(f"{'config':<14}{'CPU us/call':>12}{'bare/this':>10}{'p50 us c1':>10}{'added':>7}{'CPU c1':>8}"
+    print(f"{'config':<14}{'CPU us/call':>12}{'kernel':>7}{'bare/this':>10}{'p50 us c1':>10}{'added':>7}{'CPU c1':>8}"
           f"{'denied CPU':>11}{'denied/bare':>12}{'RSS MiB':>9}   rounds")
     bare = table.get("bare")
     for name, row in table.items():
@@ -252,7 +258,8 @@ def main() -> int:
         added = f"{row['p50_us_c1'] - bare['p50_us_c1']:+.0f}" if bare else "-"
         dcpu = row.get("denied_cpu_us_per_call")  # at concurrency 1: against bare's at concurrency 1
         dratio = f"{dcpu / bare['cpu_us_per_call_c1']:.3f}" if bare and dcpu else "-"
-        print(f"{name:<14}{row['cpu_us_per_call']:>12.0f}{ratio:>10}{row['p50_us_c1']:>10.0f}{added:>7}"
+        print(f"{name:<14}{row['cpu_us_per_call']:>12.0f}{row['system_us_per_call']:>7.0f}{ratio:>10}"
+              f"{row['p50_us_c1']:>10.0f}{added:>7}"
               f"{row['cpu_us_per_call_c1']:>8.0f}"
               f"{dcpu or 0:>11.0f}{dratio:>12}{row['rss_mib_end']:>9.1f}   {row['rounds_cpu_us']}")
     out = RESULTS / f"bench_cost{'-' + args.tag if args.tag else ''}.json"
