@@ -49,3 +49,11 @@ def test_fractions_keep_their_exact_digits(text: str) -> None:
     value = jsonrpc.loads(body)
     assert isinstance(value["params"]["arguments"]["amount"], Decimal)
     assert jsonrpc.dumps(value) == body.replace(text.encode(), str(Decimal(text)).encode())
+
+
+def test_a_fraction_whose_forwarded_form_is_too_long_is_refused() -> None:
+    """Found by the fuzzer: 128 characters of text whose exact form, as dumps forwards it,
+    is 131: the proxy would forward a number it refuses itself."""
+    number = "9" * 72 + "0" * 32 + "9223372031e9996854775806"
+    with pytest.raises(jsonrpc.ProtocolError, match="too long"):
+        jsonrpc.loads(b'{"x":%s}' % number.encode())

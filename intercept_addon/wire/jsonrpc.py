@@ -81,9 +81,12 @@ def _decimal(text: str) -> Decimal:
     if len(text) > MAX_INT_DIGITS * 2:
         raise ProtocolError(PARSE_ERROR, "number too long")
     try:
-        return Decimal(text)
+        value = Decimal(text)
     except ArithmeticError:  # decimal.InvalidOperation: an exponent past Decimal's range (1e99999999999999999999)
         raise ProtocolError(PARSE_ERROR, "number out of range") from None
+    if len(str(value)) > MAX_INT_DIGITS * 2:  # what dumps forwards must pass this parser too (found by the fuzzer)
+        raise ProtocolError(PARSE_ERROR, "number too long")
+    return value
 
 
 def _depth_ok(value: Any, max_depth: int) -> bool:
