@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from mitmproxy import http
 from mitmproxy.net.http import status_codes
 
-JSON = "application/json"
+from intercept_addon.wire.media import JSON
+
+CONTENT_TYPE = (b"content-type", JSON.encode())
 
 
 def local_response(status: int, content: bytes, headers: Mapping[str, str] | None = None) -> http.Response:
     """What ``http.Response.make(status, content, {"content-type": JSON, **headers})`` makes."""
-    fields = [(b"content-type", JSON.encode())]
+    fields = [CONTENT_TYPE]
     fields += [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
     fields.append((b"content-length", str(len(content)).encode()))  # make() adds it when it sets the content
     now = time.time()
