@@ -11,6 +11,10 @@ declares none). The schema comes from the server, which may be hostile, so:
 - ``unevaluatedProperties`` next to ``patternProperties`` is refused as unusable for the same
   reason (the library would match those patterns with Python's backtracking ``re``).
 
+Arguments holding a number a reader of doubles sees otherwise (a long fraction, an integer past
+2**53) are checked twice, as parsed and as doubles, and must pass both: ``exclusiveMaximum: 100``
+does not let ``99.99999999999999999`` through to a server that reads 100.
+
 A validator is compiled once per distinct schema (by its canonical JSON) and kept in a bounded
 cache, not per call.
 """
@@ -26,6 +30,7 @@ import re2
 from jsonschema import Draft202012Validator, ValidationError, exceptions, validators
 from referencing.exceptions import Unresolvable
 
+from intercept_addon.policy.readings import as_double
 from intercept_addon.policy.values import regex_found
 from intercept_addon.wire.text import escaped, shown
 
@@ -118,14 +123,21 @@ def _uses_both(schema: Any) -> bool:
 
 def check(validator: Any, arguments: Mapping[str, Any]) -> str | None:
     """The denial text for ``arguments`` under a compiled validator, or None; raises SchemaUnusable."""
+    exact = dict(arguments)
+    doubles = as_double(exact)
+    read_as = ""
     try:
-        error = exceptions.best_match(validator.iter_errors(dict(arguments)))
+        error = exceptions.best_match(validator.iter_errors(exact))
+        if error is None and doubles is not exact:
+            error = exceptions.best_match(validator.iter_errors(doubles))
+            read_as = " (as a server reading numbers as doubles sees it)"
     except Unresolvable as exc:
         raise SchemaUnusable(f"a reference does not resolve: {exc}") from None
     if error is None:
         return None
     where = "args" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
     message = error.message if len(error.message) <= MAX_SHOWN else error.message[:MAX_SHOWN] + "…"
+    message += read_as
     return f"{escaped(where)}: {escaped(message)}"
 
 

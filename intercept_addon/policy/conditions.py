@@ -12,6 +12,9 @@ Written-down semantics (tests pin each one):
 * ``null`` counts as absent for ``exists`` and is an ordinary value for the others.
 * Numbers compare exactly: ints as ints, JSON fractions as Decimal (never float). A boolean is
   not a number. ``eq`` between a number and a string is false (no "5" == 5 coercion).
+* A server may read a value otherwise (as a double, or coercing ``"13"`` to 13: see
+  :mod:`readings`): ``lt``/``lte``/``gt``/``gte`` hold only if they hold for the value's double
+  as well, and ``neq``/``not_in`` fail if any reading equals a forbidden value.
 * ``contains``: substring on strings, element equality on arrays, false otherwise.
 * ``regex``: RE2 search (unanchored, Go's dialect), strings only.
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from intercept_addon.policy.readings import as_double, coerced
 from intercept_addon.policy.rules import Condition
 from intercept_addon.policy.values import compile_regex, is_number, regex_found
 from intercept_addon.wire.jsonrpc import fold
@@ -100,11 +104,26 @@ def _refuse_variant(obj: Mapping[str, Any], segments: tuple[str, ...], depth: in
             raise AmbiguousKey(".".join(("args", *segments[: depth + 1])), key)
 
 
-def _numeric(cmp: Callable[[Decimal, Decimal], bool]) -> Callable[[Any, Any], bool]:
-    def check(actual: Any, expected: Decimal) -> bool:
-        return is_number(actual) and cmp(to_decimal(actual), expected)
+def _numeric(cmp: Callable[[Decimal, Decimal], bool]) -> Callable[[Any, Any, Any], bool]:
+    def check(actual: Any, expected: Decimal, expected_double: Any) -> bool:
+        if not is_number(actual) or not cmp(to_decimal(actual), expected):
+            return False
+        double = as_double(actual)
+        return double is actual or cmp(to_decimal(double), to_decimal(expected_double))
 
     return check
+
+
+def _any_reading_equals(actual: Any, forbidden_doubles: Any) -> bool:
+    """Does any reading of ``actual`` equal one of the forbidden values (as doubles: exact
+    equality implies equality of the doubles, so comparing those covers both readings)?"""
+    if type(actual) is str and all(type(f) is str for f in forbidden_doubles):
+        return actual in forbidden_doubles  # a string's coerced readings are numbers and booleans
+    for reading in (actual, *coerced(actual)):
+        double = as_double(reading)
+        if any(values_equal(double, f) for f in forbidden_doubles):
+            return True
+    return False
 
 
 def _contains(actual: Any, expected: Any) -> bool:
@@ -115,17 +134,18 @@ def _contains(actual: Any, expected: Any) -> bool:
     return False
 
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": values_equal,
-    "neq": lambda a, e: not values_equal(a, e),
-    "in": lambda a, e: any(values_equal(a, x) for x in e),
-    "not_in": lambda a, e: not any(values_equal(a, x) for x in e),
+# Each test gets (actual, expected, expected as a reader of doubles sees it).
+_OPS: dict[str, Callable[[Any, Any, Any], bool]] = {
+    "eq": lambda a, e, _: values_equal(a, e),
+    "neq": lambda a, _, d: not _any_reading_equals(a, (d,)),
+    "in": lambda a, e, _: any(values_equal(a, x) for x in e),
+    "not_in": lambda a, _, d: not _any_reading_equals(a, d),
     "lt": _numeric(lambda a, e: a < e),
     "lte": _numeric(lambda a, e: a <= e),
     "gt": _numeric(lambda a, e: a > e),
     "gte": _numeric(lambda a, e: a >= e),
-    "regex": lambda a, e: isinstance(a, str) and regex_found(e, a),
-    "contains": _contains,
+    "regex": lambda a, e, _: isinstance(a, str) and regex_found(e, a),
+    "contains": lambda a, e, _: _contains(a, e),
 }
 
 _DESCRIBE = {
@@ -159,13 +179,16 @@ class CompiledCondition:
     expected: Any
     segments: tuple[str, ...]
     optional: bool = False
+    expected_double: Any = None  # ``expected`` as a reader of doubles sees it
+
 
     @classmethod
     def build(cls, cond: Condition) -> CompiledCondition:
         expected = compile_regex(cond.value) if cond.op == "regex" else normalise(cond.value)
         if cond.op in ("lt", "lte", "gt", "gte"):
             expected = to_decimal(cond.value)
-        return cls(cond.path, cond.op, expected, split_path(cond.path), cond.optional)
+        double = None if cond.op == "regex" else as_double(expected)
+        return cls(cond.path, cond.op, expected, split_path(cond.path), cond.optional, double)
 
     def holds_for(self, actual: Any) -> bool:
         """Judge an already resolved value (MISSING when the path does not exist)."""
@@ -174,7 +197,7 @@ class CompiledCondition:
             return present == self.expected
         if actual is MISSING:
             return self.optional
-        return _OPS[self.op](actual, self.expected)
+        return _OPS[self.op](actual, self.expected, self.expected_double)
 
     def describe(self) -> str:
         """What the agent must do to pass, e.g. ``args.size must be one of ["small", "large"]``."""

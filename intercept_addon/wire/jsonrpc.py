@@ -270,11 +270,11 @@ _JS_RADIX = {"0x": 16, "0o": 8, "0b": 2}
 _ID_NUMBERS = decimal.Context(prec=300, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)  # never overflows
 
 
-def _as_number(text: str) -> int | Decimal | None:
-    """The number a lenient client reads in a string id, if any: Python's ``int()`` (surrounding
-    whitespace, ``_`` separators, any Unicode digits; the Python SDK's id normalisation) or
-    JavaScript's ``Number()`` (whitespace, exponents, fractions, 0x/0o/0b; the TypeScript SDK
-    compares ``Number(id)``)."""
+def lenient_number(text: str) -> int | Decimal | None:
+    """The number a lenient reader takes a string for, if any: Python's ``int()`` (surrounding
+    whitespace, ``_`` separators, any Unicode digits; the Python SDK's id normalisation, and
+    pydantic's lax ints) or JavaScript's ``Number()`` (whitespace, exponents, fractions,
+    0x/0o/0b; the TypeScript SDK compares ``Number(id)``)."""
     try:
         return int(text)
     except ValueError:
@@ -320,7 +320,7 @@ def id_key(value: Any) -> Any:
     if isinstance(value, Decimal):
         return _exact(value) if value.is_finite() else None
     if isinstance(value, str):
-        number = _as_number(value) if len(value) <= MAX_ID_LENGTH else None
+        number = lenient_number(value) if len(value) <= MAX_ID_LENGTH else None
         return value if number is None else number
     return None
 
