@@ -3,8 +3,9 @@ real mitmdump with the addon, in front of the official Python SDK server, whose 
 int)`` validates with pydantic in lax mode and reads JSON fractions as doubles.
 
 Bug: the proxy compared numbers exactly and never coerced, so ``not_in: [13]`` let ``"13"`` and
-``13.000000000000000001`` through, and ``lt: 100`` let ``99.99999999999999999`` through; the
-server read all of them as the forbidden number and charged it. Each call below is proven by
+``13.000000000000000001`` through, ``lt: 100`` let ``99.99999999999999999`` through, and a deny
+rule ``when: amount gte 500`` never fired for ``"5000"``; the server read each as the number the
+policy forbids and charged it. Each call below is proven by
 the server's side-effect log.
 """
 
@@ -19,13 +20,14 @@ from raw_mcp import REVISION_2026, call_2026, headers, is_denial, messages
 
 pytestmark = pytest.mark.e2e
 
-NOT_IN = "{path: args.amount, op: not_in, value: [13, 666]}"
-LESS_THAN = "{path: args.amount, op: lt, value: 100}"
+NOT_IN = "conditions: [{path: args.amount, op: not_in, value: [13, 666]}]"
+LESS_THAN = "conditions: [{path: args.amount, op: lt, value: 100}]"
+DENY_WHEN = "action: deny\n        when: [{path: args.amount, op: gte, value: 500}]"  # the condition triggers a denial
 
 
-def policy(condition: str) -> str:
+def policy(rule: str) -> str:
     return ('version: "1"\ntools:\n  charge:\n    rules:\n      - name: amounts\n'
-            f'        conditions:\n          - {condition}\n        on_deny: "That amount is not allowed"\n')
+            f'        {rule}\n        on_deny: "That amount is not allowed"\n')
 
 
 @pytest.fixture
@@ -54,7 +56,8 @@ def charged(stack) -> list[int]:
 @pytest.mark.parametrize(("condition", "forbidden", "allowed"), [
     (NOT_IN, ['"13"', '" 13 "', '"1_3"', '"13.0"', "13.000000000000000001", '"666"'], ["12", '"14"', "14.0"]),
     (LESS_THAN, ["99.99999999999999999", "100", '"99"'], ["99", "99.0"]),
-], ids=["not_in", "lt"])
+    (DENY_WHEN, ['"5000"', '" 5_000 "', '"5e3"', "499.99999999999999999", "500"], ["499", '"499"']),
+], ids=["not_in", "lt", "deny-when"])
 async def test_a_value_the_server_reads_as_forbidden_is_denied(stack_for, condition, forbidden, allowed):
     stack = stack_for(condition)
     for amount_json in forbidden:

@@ -12,9 +12,18 @@ Written-down semantics (tests pin each one):
 * ``null`` counts as absent for ``exists`` and is an ordinary value for the others.
 * Numbers compare exactly: ints as ints, JSON fractions as Decimal (never float). A boolean is
   not a number. ``eq`` between a number and a string is false (no "5" == 5 coercion).
-* A server may read a value otherwise (as a double, or coercing ``"13"`` to 13: see
-  :mod:`readings`): ``lt``/``lte``/``gt``/``gte`` hold only if they hold for the value's double
-  as well, and ``neq``/``not_in`` fail if any reading equals a forbidden value.
+* A server may read an argument otherwise (as a double, or coercing ``"13"`` to 13: see
+  :mod:`readings`), so an argument condition is judged by what it decides. One the call must
+  pass (a rule's conditions) :meth:`~CompiledCondition.passes`: ``lt``/``lte``/``gt``/``gte``
+  hold for the value and its double, ``neq``/``not_in`` fail if any reading equals a
+  forbidden value, the rest hold for the value as parsed (a coerced match is no match: fail
+  closed). One that makes a call denied, asked about or limited (``when:``, an ask rule's
+  conditions) :meth:`~CompiledCondition.triggers` when it holds under any reading. Counters
+  and identities are the proxy's own values: :meth:`~CompiledCondition.holds_for` judges them
+  as they are.
+* A path that runs into a string holding a JSON object or array (``args.order.amount`` with
+  ``"order": "{\"amount\": 5}"``) is ambiguous too: the Python SDK parses such a string
+  before binding it. The call is denied (:class:`JsonInString`).
 * ``contains``: substring on strings, element equality on arrays, false otherwise.
 * ``regex``: RE2 search (unanchored, Go's dialect), strings only.
 """
@@ -23,22 +32,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from intercept_addon.policy.readings import as_double, coerced
+from intercept_addon.policy.readings import as_double, coerced, loosely_equal
 from intercept_addon.policy.rules import Condition
-from intercept_addon.policy.values import compile_regex, is_number, regex_found
+from intercept_addon.policy.values import compile_regex, is_number, regex_found, to_decimal, values_equal
 from intercept_addon.wire.jsonrpc import fold
 from intercept_addon.wire.text import shown
 
 MISSING: Any = object()
-
-
-def to_decimal(value: Any) -> Decimal:
-    if isinstance(value, float):
-        return Decimal(repr(value))  # the literal the author wrote, not its binary expansion
-    return Decimal(value)
 
 
 def normalise(value: Any) -> Any:
@@ -50,18 +52,6 @@ def normalise(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: normalise(v) for k, v in value.items()}
     return value
-
-
-def values_equal(a: Any, b: Any) -> bool:
-    if is_number(a) and is_number(b):
-        return to_decimal(a) == to_decimal(b)
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
 
 
 def split_path(path: str) -> tuple[str, ...]:
@@ -78,6 +68,14 @@ class AmbiguousKey(ValueError):
         self.key = key
 
 
+class JsonInString(AmbiguousKey):
+    """A path continues into a string that a server may parse as JSON before binding it."""
+
+    def __init__(self, path: str) -> None:
+        ValueError.__init__(self, f"{path} is a string holding JSON, which a server may read as an object")
+        self.path, self.key = path, ""
+
+
 def resolve(arguments: Any, segments: tuple[str, ...]) -> Any:
     """The value at ``segments`` (MISSING if absent); raises AmbiguousKey (see the module doc)."""
     current = arguments
@@ -92,6 +90,8 @@ def resolve(arguments: Any, segments: tuple[str, ...]) -> Any:
             if index >= len(current):
                 return MISSING
             current = current[index]
+        elif isinstance(current, str) and current.lstrip(" \t\n\r")[:1] in ("{", "["):
+            raise JsonInString(".".join(("args", *segments[:depth])))
         else:
             return MISSING
     return current
@@ -104,26 +104,9 @@ def _refuse_variant(obj: Mapping[str, Any], segments: tuple[str, ...], depth: in
             raise AmbiguousKey(".".join(("args", *segments[: depth + 1])), key)
 
 
-def _numeric(cmp: Callable[[Decimal, Decimal], bool]) -> Callable[[Any, Any, Any], bool]:
-    def check(actual: Any, expected: Decimal, expected_double: Any) -> bool:
-        if not is_number(actual) or not cmp(to_decimal(actual), expected):
-            return False
-        double = as_double(actual)
-        return double is actual or cmp(to_decimal(double), to_decimal(expected_double))
-
-    return check
-
-
-def _any_reading_equals(actual: Any, forbidden_doubles: Any) -> bool:
-    """Does any reading of ``actual`` equal one of the forbidden values (as doubles: exact
-    equality implies equality of the doubles, so comparing those covers both readings)?"""
-    if type(actual) is str and all(type(f) is str for f in forbidden_doubles):
-        return actual in forbidden_doubles  # a string's coerced readings are numbers and booleans
-    for reading in (actual, *coerced(actual)):
-        double = as_double(reading)
-        if any(values_equal(double, f) for f in forbidden_doubles):
-            return True
-    return False
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "lt": lambda a, e: a < e, "lte": lambda a, e: a <= e, "gt": lambda a, e: a > e, "gte": lambda a, e: a >= e,
+}
 
 
 def _contains(actual: Any, expected: Any) -> bool:
@@ -134,19 +117,42 @@ def _contains(actual: Any, expected: Any) -> bool:
     return False
 
 
-# Each test gets (actual, expected, expected as a reader of doubles sees it).
-_OPS: dict[str, Callable[[Any, Any, Any], bool]] = {
-    "eq": lambda a, e, _: values_equal(a, e),
-    "neq": lambda a, _, d: not _any_reading_equals(a, (d,)),
-    "in": lambda a, e, _: any(values_equal(a, x) for x in e),
-    "not_in": lambda a, _, d: not _any_reading_equals(a, d),
-    "lt": _numeric(lambda a, e: a < e),
-    "lte": _numeric(lambda a, e: a <= e),
-    "gt": _numeric(lambda a, e: a > e),
-    "gte": _numeric(lambda a, e: a >= e),
-    "regex": lambda a, e, _: isinstance(a, str) and regex_found(e, a),
-    "contains": lambda a, e, _: _contains(a, e),
-}
+def _exactly(op: str, actual: Any, expected: Any) -> bool:
+    """The operator on the value as parsed."""
+    if op in _ORDER:
+        return is_number(actual) and _ORDER[op](to_decimal(actual), expected)
+    if op == "eq":
+        return values_equal(actual, expected)
+    if op == "neq":
+        return not values_equal(actual, expected)
+    if op == "in":
+        return any(values_equal(actual, x) for x in expected)
+    if op == "not_in":
+        return not any(values_equal(actual, x) for x in expected)
+    if op == "regex":
+        return isinstance(actual, str) and regex_found(expected, actual)
+    return _contains(actual, expected)
+
+
+def _as_doubles(op: str, actual: Any, expected_double: Any) -> bool:
+    """The operator with both sides as a reader of doubles sees them."""
+    if op in _ORDER:
+        return is_number(actual) and _ORDER[op](to_decimal(as_double(actual)), to_decimal(expected_double))
+    return _exactly(op, as_double(actual), expected_double)
+
+
+def _loosely(op: str, actual: Any, expected_double: Any) -> bool:
+    """Does some reading of ``actual`` satisfy a positive operator (eq, in, contains, an ordering, regex)?"""
+    if op == "eq":
+        return loosely_equal(actual, expected_double)
+    if op == "in":
+        return any(loosely_equal(actual, x) for x in expected_double)
+    readings = (actual, *coerced(actual))
+    if op == "contains":  # an array, or a string holding one, with an element a server takes for it
+        return any(isinstance(r, list) and any(loosely_equal(item, expected_double) for item in r)
+                   or _as_doubles(op, r, expected_double) for r in readings)
+    return any(_as_doubles(op, r, expected_double) for r in readings[1:])
+
 
 _DESCRIBE = {
     "eq": "must equal {v}",
@@ -181,23 +187,42 @@ class CompiledCondition:
     optional: bool = False
     expected_double: Any = None  # ``expected`` as a reader of doubles sees it
 
-
     @classmethod
     def build(cls, cond: Condition) -> CompiledCondition:
         expected = compile_regex(cond.value) if cond.op == "regex" else normalise(cond.value)
         if cond.op in ("lt", "lte", "gt", "gte"):
             expected = to_decimal(cond.value)
-        double = None if cond.op == "regex" else as_double(expected)
-        return cls(cond.path, cond.op, expected, split_path(cond.path), cond.optional, double)
+        return cls(cond.path, cond.op, expected, split_path(cond.path), cond.optional, as_double(expected))
 
     def holds_for(self, actual: Any) -> bool:
-        """Judge an already resolved value (MISSING when the path does not exist)."""
+        """Judge a value the proxy owns (a counter, an identity) as it is; MISSING when absent."""
         if self.op == "exists":
             present = actual is not MISSING and actual is not None
             return present == self.expected
         if actual is MISSING:
             return self.optional
-        return _OPS[self.op](actual, self.expected, self.expected_double)
+        return _exactly(self.op, actual, self.expected)
+
+    def passes(self, actual: Any) -> bool:
+        """Judge an argument the call must pass: it holds for every reading a server could act on."""
+        held = self.holds_for(actual)
+        if not held or actual is MISSING or self.op == "exists":
+            return held
+        if self.op in _ORDER:
+            return _as_doubles(self.op, actual, self.expected_double)
+        if self.op == "neq":
+            return not loosely_equal(actual, self.expected_double)
+        if self.op == "not_in":
+            return not any(loosely_equal(actual, x) for x in self.expected_double)
+        return True
+
+    def triggers(self, actual: Any) -> bool:
+        """Judge an argument that makes a call denied, asked about or limited: it holds for some reading."""
+        if self.holds_for(actual):
+            return True
+        if actual is MISSING or self.op in ("exists", "neq", "not_in"):
+            return False  # a negated test that fails as parsed fails under every reading
+        return _as_doubles(self.op, actual, self.expected_double) or _loosely(self.op, actual, self.expected_double)
 
     def describe(self) -> str:
         """What the agent must do to pass, e.g. ``args.size must be one of ["small", "large"]``."""

@@ -24,11 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from intercept_addon.policy.conditions import split_path, values_equal
+from intercept_addon.policy.conditions import split_path
 from intercept_addon.policy.model import Policy
 from intercept_addon.policy.rules import Condition, Rule
 from intercept_addon.policy.schemas import argument, listed_values
-from intercept_addon.policy.values import is_glob
+from intercept_addon.policy.values import is_glob, values_equal
 from intercept_addon.wire.jsonrpc import fold
 from intercept_addon.wire.text import shown
 

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from intercept_addon.policy.answer_rules import CompiledAnswers
-from intercept_addon.policy.conditions import AmbiguousKey, CompiledCondition, resolve, split_path, to_decimal
+from intercept_addon.policy.conditions import AmbiguousKey, CompiledCondition, resolve, split_path
 from intercept_addon.policy.model import Policy
 from intercept_addon.policy.rules import RateLimit, Rule, namespace_of
 from intercept_addon.policy.values import (
@@ -37,6 +37,7 @@ from intercept_addon.policy.values import (
     is_number,
     parse_rate_shorthand,
     split_state_path,
+    to_decimal,
 )
 from intercept_addon.state import CounterRequest, Reservation, Store, StoreError, Window, format_retry
 from intercept_addon.wire.jsonrpc import fold
@@ -328,10 +329,10 @@ class Engine:
         requests: list[tuple[CompiledRule, CounterRequest]] = []
         asking: CompiledRule | None = None  # the first ask rule whose conditions hold
         for rule in rules:
-            if rule.when and not all(self._reads(c, call) for c in rule.when):
+            if rule.when and not all(self._reads(c, call, trigger=True) for c in rule.when):
                 continue
             if rule.action == "ask":  # its conditions say when to ask; the other rules still judge
-                if asking is None and all([await self._check(c, call, store, now) for c in rule.checks]):
+                if asking is None and all([await self._check(c, call, store, now, trigger=True) for c in rule.checks]):
                     asking = rule
                 continue
             if rule.action == "deny":
@@ -365,10 +366,13 @@ class Engine:
         return _asked(Decision(True, tool, "allow", reservation=outcome.reservation), asking)
 
     @staticmethod
-    def _reads(check: CompiledCondition, call: Call) -> bool:
-        """A condition on arguments or identity (no counter)."""
-        source = call.identity() if check.path.startswith("identity.") else call.arguments
-        return check.holds_for(resolve(source, check.segments))
+    def _reads(check: CompiledCondition, call: Call, *, trigger: bool = False) -> bool:
+        """A condition on arguments or identity (no counter); ``trigger``: one that makes the
+        rule apply (when:, ask), which holds if a server could read the argument so."""
+        if check.path.startswith("identity."):
+            return check.holds_for(resolve(call.identity(), check.segments))
+        actual = resolve(call.arguments, check.segments)
+        return check.triggers(actual) if trigger else check.passes(actual)
 
     def denied_outright(self, call: Call) -> bool:
         """Would every call of ``call.tool`` by this caller be denied, whatever its arguments?
@@ -378,9 +382,10 @@ class Engine:
             return True
         return any(rule.outright(call) for rule in rules)
 
-    async def _check(self, check: CompiledCondition, call: Call, store: Store, now: float) -> bool:
+    async def _check(self, check: CompiledCondition, call: Call, store: Store, now: float,
+                     trigger: bool = False) -> bool:
         if not check.path.startswith("state."):
-            return self._reads(check, call)
+            return self._reads(check, call, trigger=trigger)
         ns, name = split_state_path(check.path)
         if ns == "*":
             ns = GLOBAL_NAMESPACE

@@ -38,6 +38,24 @@ def is_number(value: Any) -> bool:
     return not (value.is_nan() if isinstance(value, Decimal) else value != value)
 
 
+def to_decimal(value: Any) -> Decimal:
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the literal the author wrote, not its binary expansion
+    return Decimal(value)
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    if is_number(a) and is_number(b):
+        return to_decimal(a) == to_decimal(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
 def compile_regex(pattern: str) -> Any:
     """RE2 (Go's dialect, as in Intercept): linear time on agent-controlled input."""
     options = re2.Options()
