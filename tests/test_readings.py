@@ -186,5 +186,54 @@ async def test_a_path_into_a_string_holding_json_is_refused():
     engine, store = Engine(parse_policy(TRANSFER, "transfer.yaml"), clock=lambda: 0.0), MemoryStore()
     denied = await engine.evaluate(Call("s", "transfer", {"amount": 1, "order": '{"amount": 1000000}'}), store)
     assert not denied.allowed and "args.order is a string holding JSON" in denied.message
-    assert (await engine.evaluate(Call("s", "transfer", {"amount": 1, "order": "plain"}), store)).allowed
+    for plain in ("plain", "[draft] notes"):  # not JSON: no server reads an object in it
+        assert (await engine.evaluate(Call("s", "transfer", {"amount": 1, "order": plain}), store)).allowed
     assert (await engine.evaluate(Call("s", "transfer", {"amount": 1, "order": {"amount": 5}}), store)).allowed
+
+
+@pytest.mark.parametrize(("op", "value", "argument"), [
+    ("regex", "^[^;&|`$]*$", '["ls\\u003b id"]'),  # an untyped parameter gets ["ls; id"]
+    ("contains", "audit@corp.com", '["noaudit@corp.com"]'),  # a list[str] gets ["noaudit@corp.com"]
+    ("exists", True, "null"),  # an Optional[int] gets None
+])
+def test_a_string_holding_json_must_pass_as_the_server_parses_it(op, value, argument):
+    assert condition(op, value).holds_for(argument)  # as parsed by the proxy it passes
+    assert not condition(op, value).passes(argument)
+
+
+def test_json_text_with_harmless_strings_passes_a_pattern():
+    # A JSON document as a string argument: each string in it passes the pattern, so it is allowed.
+    assert condition("regex", "^[ -~]{1,200}$").passes('{"name": "report", "rows": [1, 2]}')
+
+
+@pytest.mark.parametrize("pad", [" " * 10_001, "0" * 10_001, "\t" * 10_001, "\u00a0" * 10_001])
+def test_padding_does_not_hide_a_number(pad):
+    assert condition("eq", 13).triggers(pad + "13")
+    assert condition("gt", 1000).triggers(pad + "5000")
+    assert not condition("not_in", [0]).passes(pad + "0")
+
+
+@pytest.mark.parametrize("argument", ["1" * 400, "0x" + "f" * 400, ["1" * 400], "[" * 3000 + "]" * 3000,
+                                      "[" * 100 + "]" * 100, ["[" * 3000 + "]" * 3000]])
+@pytest.mark.parametrize(("op", "value"), [("neq", 5), ("not_in", [5]), ("eq", 5), ("gte", 5), ("contains", "a"),
+                                           ("regex", "zz")])
+def test_unreadable_readings_fail_closed_and_never_raise(argument, op, value):
+    cond = condition(op, value)
+    cond.passes(argument)  # no OverflowError, RecursionError
+    assert cond.triggers(argument) or not cond.holds_for(argument) or op in ("neq", "not_in")
+    if isinstance(argument, str) and argument.startswith("[" * 100):  # deeper than 64: not judged
+        assert not cond.passes(argument) and (cond.triggers(argument) or op in ("neq", "not_in"))
+
+
+def test_large_json_in_a_string_is_refused_without_reading_it():
+    big = "[" + ",".join(["0"] * 500_000) + "]"
+    assert not condition("neq", 5).passes(big) and condition("contains", 5).triggers(big)
+    assert condition("neq", 5).passes([0] * 500_000)  # a real array is judged as it is
+
+
+@pytest.mark.parametrize(("op", "value", "argument"), [
+    ("contains", "admin", ["administrator-guide"]), ("contains", "ceo@corp.com", ["not-ceo@corp.com"]),
+    ("lte", 0, None), ("lte", 0, []), ("lte", 0, ""), ("eq", 0, None),
+])
+def test_a_rule_does_not_fire_on_far_fetched_readings(op, value, argument):
+    assert not condition(op, value).triggers(argument)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from intercept_addon.policy.readings import as_double, coerced, loosely_equal
+from intercept_addon.policy.readings import NOT_JSON, Unreadable, as_double, coerced, json_in, loosely_equals_any, strings_in
 from intercept_addon.policy.rules import Condition
 from intercept_addon.policy.values import compile_regex, is_number, regex_found, to_decimal, values_equal
 from intercept_addon.wire.jsonrpc import fold
@@ -90,11 +90,18 @@ def resolve(arguments: Any, segments: tuple[str, ...]) -> Any:
             if index >= len(current):
                 return MISSING
             current = current[index]
-        elif isinstance(current, str) and current.lstrip(" \t\n\r")[:1] in ("{", "["):
+        elif isinstance(current, str) and _holds_json_container(current):
             raise JsonInString(".".join(("args", *segments[:depth])))
         else:
             return MISSING
     return current
+
+
+def _holds_json_container(text: str) -> bool:
+    try:
+        return isinstance(json_in(text), (dict, list))
+    except Unreadable:
+        return True
 
 
 def _refuse_variant(obj: Mapping[str, Any], segments: tuple[str, ...], depth: int) -> None:
@@ -139,19 +146,6 @@ def _as_doubles(op: str, actual: Any, expected_double: Any) -> bool:
     if op in _ORDER:
         return is_number(actual) and _ORDER[op](to_decimal(as_double(actual)), to_decimal(expected_double))
     return _exactly(op, as_double(actual), expected_double)
-
-
-def _loosely(op: str, actual: Any, expected_double: Any) -> bool:
-    """Does some reading of ``actual`` satisfy a positive operator (eq, in, contains, an ordering, regex)?"""
-    if op == "eq":
-        return loosely_equal(actual, expected_double)
-    if op == "in":
-        return any(loosely_equal(actual, x) for x in expected_double)
-    readings = (actual, *coerced(actual))
-    if op == "contains":  # an array, or a string holding one, with an element a server takes for it
-        return any(isinstance(r, list) and any(loosely_equal(item, expected_double) for item in r)
-                   or _as_doubles(op, r, expected_double) for r in readings)
-    return any(_as_doubles(op, r, expected_double) for r in readings[1:])
 
 
 _DESCRIBE = {
@@ -206,23 +200,58 @@ class CompiledCondition:
     def passes(self, actual: Any) -> bool:
         """Judge an argument the call must pass: it holds for every reading a server could act on."""
         held = self.holds_for(actual)
-        if not held or actual is MISSING or self.op == "exists":
+        if not held or actual is MISSING:
             return held
-        if self.op in _ORDER:
-            return _as_doubles(self.op, actual, self.expected_double)
-        if self.op == "neq":
-            return not loosely_equal(actual, self.expected_double)
-        if self.op == "not_in":
-            return not any(loosely_equal(actual, x) for x in self.expected_double)
-        return True
+        try:
+            return self._passes_every_reading(actual)
+        except (Unreadable, RecursionError, OverflowError):
+            return False  # not readable as a server may read it: not forwarded
 
     def triggers(self, actual: Any) -> bool:
         """Judge an argument that makes a call denied, asked about or limited: it holds for some reading."""
         if self.holds_for(actual):
             return True
-        if actual is MISSING or self.op in ("exists", "neq", "not_in"):
+        if actual is MISSING or self.op in ("neq", "not_in"):
             return False  # a negated test that fails as parsed fails under every reading
-        return _as_doubles(self.op, actual, self.expected_double) or _loosely(self.op, actual, self.expected_double)
+        try:
+            return self._triggers_on_some_reading(actual)
+        except (Unreadable, RecursionError, OverflowError):
+            return True  # not readable as a server may read it: the stricter outcome
+
+    def _passes_every_reading(self, actual: Any) -> bool:
+        op = self.op
+        if op == "neq":
+            return not loosely_equals_any(actual, (self.expected_double,))
+        if op == "not_in":
+            return not loosely_equals_any(actual, self.expected_double)
+        if op in _ORDER:
+            return _as_doubles(op, actual, self.expected_double)
+        parsed = json_in(actual) if type(actual) is str else NOT_JSON
+        if parsed is NOT_JSON:  # a coerced scalar ("13" for 13) is the same content: exact suffices
+            return True
+        if op == "regex":  # the string as itself, and every string a server parses out of it
+            return parsed is not None and all(regex_found(self.expected, s) for s in strings_in(parsed))
+        return self.holds_for(parsed)
+
+    def _triggers_on_some_reading(self, actual: Any) -> bool:
+        op, expected = self.op, self.expected_double
+        parsed = json_in(actual) if type(actual) is str else NOT_JSON
+        if parsed is not NOT_JSON and self.holds_for(parsed):
+            return True
+        if op == "eq":
+            return loosely_equals_any(actual, (expected,), blank_is_zero=False)
+        if op == "in":
+            return loosely_equals_any(actual, expected, blank_is_zero=False)
+        if op == "contains":  # elementwise only: String(["administrator"]) does not contain "admin"
+            items = actual if isinstance(actual, list) else parsed if isinstance(parsed, list) else ()
+            same = type(self.expected)  # such items were compared exactly (by holds_for) already
+            return any(loosely_equals_any(item, (expected,), blank_is_zero=False)
+                       for item in items if type(item) is not same or as_double(item) is not item)
+        readings = coerced(actual, blank_is_zero=False)
+        if op == "regex":
+            texts = [r for r in readings if type(r) is str]
+            return any(regex_found(self.expected, t) for t in (*texts, *strings_in(parsed)))
+        return op in _ORDER and any(_as_doubles(op, r, expected) for r in (actual, *readings))
 
     def describe(self) -> str:
         """What the agent must do to pass, e.g. ``args.size must be one of ["small", "large"]``."""

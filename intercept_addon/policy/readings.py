@@ -42,7 +42,7 @@ def as_double(value: Any) -> Any:
     if kind is str or kind is bool or value is None:
         return value
     if kind is int:
-        return float(value) if not -DOUBLE_EXACT <= value <= DOUBLE_EXACT else value
+        return _double_of_int(value) if not -DOUBLE_EXACT <= value <= DOUBLE_EXACT else value
     if kind is Decimal:
         return float(value)  # correctly rounded; past a double's range it is inf or 0.0
     if kind is float:
@@ -54,6 +54,13 @@ def as_double(value: Any) -> Any:
         pairs = {k: as_double(v) for k, v in value.items()}
         return value if all(pairs[k] is v for k, v in value.items()) else pairs
     return value
+
+
+def _double_of_int(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a lenient reading of a long digit string; JavaScript's Infinity
+        return float("inf") if value > 0 else float("-inf")
 
 
 def _number_in(text: str) -> int | float | Decimal | None:
@@ -83,36 +90,39 @@ def _js_string(value: Any) -> str | None:
         parts = ["" if v is None else _js_string(v) for v in value]
         return None if None in parts else ",".join(parts)  # type: ignore[arg-type]
     if is_number(value):
-        double = float(value)
+        double = as_double(value) if not isinstance(value, int) else _double_of_int(value)
+        if double in (float("inf"), float("-inf")):
+            return "Infinity" if double > 0 else "-Infinity"
         return str(int(double)) if double.is_integer() and abs(double) < 1e21 else repr(double)
     return None
 
 
-def coerced(value: Any) -> tuple[Any, ...]:
+def coerced(value: Any, *, blank_is_zero: bool = True) -> tuple[Any, ...]:
     """The other values a lenient server may bind ``value`` to (see the module doc); value
-    itself and its double are not among them."""
+    itself and its double are not among them. ``blank_is_zero``: JavaScript's ``Number()`` of
+    ``null``, ``""`` and ``[]`` (0), a reading worth forbidding but too far-fetched to fire a
+    rule on."""
     found: list[Any] = []
     if isinstance(value, str):
-        if len(value) <= 10_000:  # a number or a word is short; a long string is only parsed as JSON
-            number = _number_in(value)
-            if number is not None:
-                found.append(number)
-            word = value.lower()
-            if word in _TRUE_WORDS or word in _FALSE_WORDS:
-                found.append(word in _TRUE_WORDS)
-        parsed = _json_in(value)
-        if parsed is not _NOT_JSON:
+        number = _number_in(value) if blank_is_zero or value.strip() else None
+        if number is not None:
+            found.append(number)
+        word = value.lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            found.append(word in _TRUE_WORDS)
+        parsed = json_in(value)
+        if parsed is not NOT_JSON:
             found.append(parsed)
         return tuple(found)
     if isinstance(value, bool):
         return (int(value), _js_string(value))
     if value is None:
-        return ("null", 0)  # String(null); Number(null) is 0
-    if isinstance(value, list):  # String([13]) and Number([13]) (via the string: Number([]) is 0)
+        return ("null", 0) if blank_is_zero else ("null",)  # String(null); Number(null) is 0
+    if isinstance(value, list) and len(value) <= 1:  # String([13]), Number([13]); Number([]) is 0
         text = _js_string(value)
         if text is not None:
             found.append(text)
-            number = lenient_number(text)
+            number = lenient_number(text) if blank_is_zero or text.strip() else None
             if number is not None:
                 found.append(number)
         return tuple(found)
@@ -125,32 +135,95 @@ def coerced(value: Any) -> tuple[Any, ...]:
     return tuple(found)
 
 
-_NOT_JSON: Any = object()
+NOT_JSON: Any = object()
+MAX_DEPTH = 64  # as the proxy's own parser: deeper JSON in a string is not judged, so not passed
+# Members of the JSON in one string that are judged; past this it is not read (nor passed): a few
+# megabytes of "[0,0,…]" would otherwise cost seconds of the event loop per condition.
+MAX_MEMBERS = 10_000
 
 
-def _json_in(text: str) -> Any:
-    """What pydantic's pre-parse finds in a string: a JSON array, object or null, else _NOT_JSON."""
+class Unreadable(ValueError):
+    """A string holds JSON deeper or larger than the proxy judges: a server may parse it."""
+
+
+def json_in(text: str) -> Any:
+    """What the Python SDK's pre-parse finds in a string: a JSON array, object or null (it
+    leaves other JSON, and what Python's json refuses, as the string); else NOT_JSON."""
     if text.lstrip(" \t\n\r")[:1] not in ("[", "{", "n"):
-        return _NOT_JSON
+        return NOT_JSON
+    if text.count(",") >= MAX_MEMBERS:  # every member past the first of each array or object has one
+        raise Unreadable(f"a string holds JSON of more than {MAX_MEMBERS} members")
     try:
         parsed = json.loads(text)  # the SDK's own reader (so duplicate keys: the last one wins)
     except (ValueError, RecursionError):
-        return _NOT_JSON
-    return parsed if parsed is None or isinstance(parsed, (list, dict)) else _NOT_JSON
+        return NOT_JSON
+    if parsed is not None and not isinstance(parsed, (list, dict)):
+        return NOT_JSON
+    if not _depth_at_most(parsed, MAX_DEPTH):
+        raise Unreadable(f"a string holds JSON nested deeper than {MAX_DEPTH} levels")
+    return parsed
 
 
-def loosely_equal(value: Any, other_double: Any) -> bool:
-    """Could a server bind ``value`` to ``other`` (given as its double)? Elementwise for arrays
-    and objects, as pydantic coerces a ``list[int]``'s elements."""
-    if values_equal(as_double(value), other_double):
+def _depth_at_most(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string in a JSON value: object keys and values, array elements, at any depth."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            found.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _kind(value: Any) -> str | None:
+    """Scalars of one kind, where a lenient reading never equals another value of that kind
+    that the exact or double reading does not: None for the rest (containers, null, mixes)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return None if value.lstrip(" \t\n\r")[:1] in ("[", "{", "n") else "str"
+    return "number" if is_number(value) else None
+
+
+def loosely_equals_any(value: Any, others_double: Any, *, blank_is_zero: bool = True) -> bool:
+    """Could a server bind ``value`` to one of ``others`` (given as doubles)? Elementwise for
+    arrays and objects, as pydantic coerces a ``list[int]``'s elements. The readings of
+    ``value`` are worked out once, whatever the number of others."""
+    others = list(others_double)
+    if not others:
+        return False
+    kind = _kind(value)
+    if kind is not None and all(_kind(o) is kind for o in others):  # no coercion joins like kinds
+        double = as_double(value)
+        return any(values_equal(double, o) for o in others)
+    alternatives = coerced(value, blank_is_zero=blank_is_zero)
+    reads = [as_double(value), *(as_double(r) for r in alternatives)]
+    if any(values_equal(r, o) for o in others for r in reads):
         return True
-    if isinstance(value, list) and isinstance(other_double, list) and len(value) == len(other_double) \
-            and all(loosely_equal(v, o) for v, o in zip(value, other_double)):
-        return True
-    if isinstance(value, dict) and isinstance(other_double, dict) and value.keys() == other_double.keys() \
-            and all(loosely_equal(value[k], other_double[k]) for k in value):
-        return True
-    return any(values_equal(as_double(r), other_double) or (isinstance(r, (list, dict)) and loosely_equal(r, other_double))
-               for r in coerced(value))
-
-
+    containers = [c for c in (value, *alternatives) if isinstance(c, (list, dict))]
+    for other in others:
+        for c in containers:
+            if isinstance(c, list) and isinstance(other, list) and len(c) == len(other):
+                if all(loosely_equals_any(v, (o,), blank_is_zero=blank_is_zero) for v, o in zip(c, other)):
+                    return True
+            elif isinstance(c, dict) and isinstance(other, dict) and c.keys() == other.keys():
+                if all(loosely_equals_any(c[k], (other[k],), blank_is_zero=blank_is_zero) for k in c):
+                    return True
+    return False
