@@ -149,7 +149,10 @@ class Unreadable(ValueError):
 def json_in(text: str) -> Any:
     """What the Python SDK's pre-parse finds in a string: a JSON array, object or null (it
     leaves other JSON, and what Python's json refuses, as the string); else NOT_JSON."""
-    if text.lstrip(" \t\n\r")[:1] not in ("[", "{", "n"):
+    head = text.lstrip(" \t\n\r")[:1]
+    if head == "n":
+        return None if text.strip(" \t\n\r") == "null" else NOT_JSON
+    if head not in ("[", "{"):
         return NOT_JSON
     if text.count(",") >= MAX_MEMBERS:  # every member past the first of each array or object has one
         raise Unreadable(f"a string holds JSON of more than {MAX_MEMBERS} members")
