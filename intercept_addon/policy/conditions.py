@@ -124,28 +124,25 @@ def _contains(actual: Any, expected: Any) -> bool:
     return False
 
 
-def _exactly(op: str, actual: Any, expected: Any) -> bool:
-    """The operator on the value as parsed."""
-    if op in _ORDER:
-        return is_number(actual) and _ORDER[op](to_decimal(actual), expected)
-    if op == "eq":
-        return values_equal(actual, expected)
-    if op == "neq":
-        return not values_equal(actual, expected)
-    if op == "in":
-        return any(values_equal(actual, x) for x in expected)
-    if op == "not_in":
-        return not any(values_equal(actual, x) for x in expected)
-    if op == "regex":
-        return isinstance(actual, str) and regex_found(expected, actual)
-    return _contains(actual, expected)
+def _ordered(cmp: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    return lambda a, e: is_number(a) and cmp(to_decimal(a), e)
+
+
+# Each operator on the value as parsed.
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": values_equal,
+    "neq": lambda a, e: not values_equal(a, e),
+    "in": lambda a, e: any(values_equal(a, x) for x in e),
+    "not_in": lambda a, e: not any(values_equal(a, x) for x in e),
+    **{op: _ordered(cmp) for op, cmp in _ORDER.items()},
+    "regex": lambda a, e: isinstance(a, str) and regex_found(e, a),
+    "contains": _contains,
+}
 
 
 def _as_doubles(op: str, actual: Any, expected_double: Any) -> bool:
-    """The operator with both sides as a reader of doubles sees them."""
-    if op in _ORDER:
-        return is_number(actual) and _ORDER[op](to_decimal(as_double(actual)), to_decimal(expected_double))
-    return _exactly(op, as_double(actual), expected_double)
+    """An ordering with both sides as a reader of doubles sees them."""
+    return is_number(actual) and _ORDER[op](to_decimal(as_double(actual)), to_decimal(expected_double))
 
 
 _DESCRIBE = {
@@ -195,7 +192,7 @@ class CompiledCondition:
             return present == self.expected
         if actual is MISSING:
             return self.optional
-        return _exactly(self.op, actual, self.expected)
+        return _OPS[self.op](actual, self.expected)
 
     def passes(self, actual: Any) -> bool:
         """Judge an argument the call must pass: it holds for every reading a server could act on."""

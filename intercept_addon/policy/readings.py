@@ -26,7 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from intercept_addon.policy.values import is_number, values_equal
-from intercept_addon.wire.jsonrpc import lenient_number
+from intercept_addon.wire.jsonrpc import depth_ok, lenient_number
 
 DOUBLE_EXACT = 2**53  # integers beyond this have no double of their own
 # pydantic's lax booleans (case-insensitive, not stripped)
@@ -146,13 +146,16 @@ class Unreadable(ValueError):
     """A string holds JSON deeper or larger than the proxy judges: a server may parse it."""
 
 
+def _may_hold_json(text: str) -> bool:
+    """Could ``text`` be a JSON array, object or null (the only JSON value starting with n)?"""
+    head = text.lstrip(" \t\n\r")[:1]
+    return head in ("[", "{") or head == "n" and text.strip(" \t\n\r") == "null"
+
+
 def json_in(text: str) -> Any:
     """What the Python SDK's pre-parse finds in a string: a JSON array, object or null (it
     leaves other JSON, and what Python's json refuses, as the string); else NOT_JSON."""
-    head = text.lstrip(" \t\n\r")[:1]
-    if head == "n":
-        return None if text.strip(" \t\n\r") == "null" else NOT_JSON
-    if head not in ("[", "{"):
+    if not _may_hold_json(text):
         return NOT_JSON
     if text.count(",") >= MAX_MEMBERS:  # every member past the first of each array or object has one
         raise Unreadable(f"a string holds JSON of more than {MAX_MEMBERS} members")
@@ -162,22 +165,9 @@ def json_in(text: str) -> Any:
         return NOT_JSON
     if parsed is not None and not isinstance(parsed, (list, dict)):
         return NOT_JSON
-    if not _depth_at_most(parsed, MAX_DEPTH):
+    if not depth_ok(parsed, MAX_DEPTH):
         raise Unreadable(f"a string holds JSON nested deeper than {MAX_DEPTH} levels")
     return parsed
-
-
-def _depth_at_most(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return False
-        stack.extend((child, depth + 1) for child in children)
-    return True
 
 
 def strings_in(value: Any) -> list[str]:
@@ -201,7 +191,7 @@ def _kind(value: Any) -> str | None:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, str):
-        return None if value.lstrip(" \t\n\r")[:1] in ("[", "{", "n") else "str"
+        return None if _may_hold_json(value) else "str"
     return "number" if is_number(value) else None
 
 

@@ -89,7 +89,8 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
-def _depth_ok(value: Any, max_depth: int) -> bool:
+def depth_ok(value: Any, max_depth: int) -> bool:
+    """Is ``value`` nested at most ``max_depth`` levels deep (without recursing)?"""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -129,7 +130,7 @@ def _strict(text: str, max_depth: int) -> Any:
         raise ProtocolError(PARSE_ERROR, f"nesting deeper than {max_depth} levels") from None
     except (ValueError, TypeError) as exc:
         raise ProtocolError(PARSE_ERROR, f"invalid JSON: {exc}") from None
-    if not _depth_ok(value, max_depth):
+    if not depth_ok(value, max_depth):
         raise ProtocolError(PARSE_ERROR, f"nesting deeper than {max_depth} levels")
     return value
 
